@@ -1,0 +1,76 @@
+"""Developer sessions: ``nox -s tests``, ``lint``, ``demo``, ``bench``, ``docs``.
+
+The sessions that need torch share one project environment (``<envdir>/ssl4gie``) instead of one
+venv each, because every fresh venv reinstalls torch (about 2 minutes, 5 GB). It is reused while
+pyproject.toml is unchanged. ``SSL4GIE_NOX_ENVDIR`` moves it (CI keeps it in ~/.cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+ENVDIR = Path(os.environ.get("SSL4GIE_NOX_ENVDIR", ROOT / ".nox")).expanduser()
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+nox.options.envdir = str(ENVDIR)
+
+
+def project_env(session: nox.Session, extras: str = "dev") -> Path:
+    """Create or reuse the shared environment with ssl4gie[extras] installed; return its bin dir."""
+    env = ENVDIR / "ssl4gie"
+    bindir = env / ("Scripts" if sys.platform == "win32" else "bin")
+    if not (bindir / "python").exists():
+        session.run(sys.executable, "-m", "venv", str(env), external=True)
+    stamp = env / f".installed-{extras}"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        session.run(
+            str(bindir / "python"), "-m", "pip", "install", "-q", "-e", f".[{extras}]",
+            external=True,
+        )
+        stamp.write_text(digest)
+    return bindir
+
+
+def run_in(session: nox.Session, bindir: Path, program: str, *args: str) -> None:
+    env = {"HF_HUB_OFFLINE": "1", "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    session.run(str(bindir / program), *args, external=True, env=env)
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The test suite (CPU only; about 10 minutes on 2 cores)."""
+    bindir = project_env(session)
+    run_in(session, bindir, "python", "-m", "pytest", *(session.posargs or ["-q", "--durations=15"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(venv_backend="none")
+def demo(session: nox.Session) -> None:
+    """The end-to-end demo on synthetic data, on CPU (see README)."""
+    bindir = project_env(session)
+    run_in(session, bindir, "ssl4gie", "demo", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Benchmarks (never part of the tests)."""
+    bindir = project_env(session, "dev,bench")
+    bench_main = ROOT / "benchmarks" / "run.py"
+    if not bench_main.exists():
+        session.log("no benchmarks yet")
+        return
+    run_in(session, bindir, "python", str(bench_main), *session.posargs)

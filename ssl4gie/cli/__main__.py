@@ -1,0 +1,5 @@
+import sys
+
+from ssl4gie.cli import main
+
+sys.exit(main())
