@@ -22,7 +22,7 @@ USAGE = "usage: ssl4gie <command> [options]\n\ncommands:\n" + "\n".join(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``ssl4gie`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run ``ssl4gie`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)

@@ -1,0 +1,78 @@
+"""``ssl4gie data``: the synth subcommand, its usage errors, and the installed entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ssl4gie.cli import main
+
+
+def test_synth_writes_the_layout_and_says_where(tmp_path, capsys):
+    root = tmp_path / "Kvasir-SEG"
+    options = ["--layout", "kvasir-seg", "--root", str(root), "--n", "3", "--size", "64"]
+    code = main(["data", "synth", *options, "--seed", "1", "--quiet"])
+    assert code == 0
+    assert len(list((root / "images").glob("*.jpg"))) == 3
+    assert (root / "kavsir_bboxes.json").is_file()
+    out = capsys.readouterr().out
+    assert "3 synthetic frames" in out and str(root) in out
+
+
+def test_synth_runs_as_a_command(tmp_path):
+    root = tmp_path / "C3VD"
+    command = [sys.executable, "-m", "ssl4gie.cli", "data", "synth", "--layout", "c3vd"]
+    command += ["--root", str(root), "--n", "2", "--size", "64"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (root / "cecum_t1_a").iterdir()) == [
+        "0000_depth.tiff",
+        "0001_depth.tiff",
+        "0_color.png",
+        "1_color.png",
+    ]
+
+
+def test_synth_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["data", "synth", "--help"])
+    assert info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert all(option in help_text for option in ("--layout", "--root", "--n", "--size", "--seed"))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--layout", "kvasir-sg"], "did you mean 'kvasir-seg'"),
+        (["--n", "0"], "n must be an integer >= 1"),
+        (["--n", "many"], "argument --n: invalid int value"),
+        (["--size", "16"], "size must be an integer >= 64"),
+        (["--root", "{tmp}/full"], "is not empty"),
+        (["--root", "{tmp}/file.txt"], "is a file"),
+        (["--root", "{tmp}/file.txt/sub"], "lies inside the file"),
+        (["--wat", "1"], "unrecognized arguments: --wat"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, options, message):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    (tmp_path / "file.txt").write_text("x")
+    before = sorted(tmp_path.rglob("*"))
+    flags = {"--layout": "kvasir-seg", "--root": str(tmp_path / "out"), "--n": "2"}
+    flags.update(zip(options[::2], options[1::2], strict=True))
+    argv = [part.format(tmp=tmp_path) for pair in flags.items() for part in pair]
+    code = main(["data", "synth", *argv, "--quiet"])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert stderr.count("\n") == 1 and stderr.startswith("ssl4gie data: error: ")
+    assert message in stderr
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_data_without_a_subcommand_is_a_usage_error(capsys):
+    assert main(["data"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1 and "--help" in stderr
