@@ -1,0 +1,41 @@
+"""Batched, on-device augmentation with kornia: SSL views, fine-tuning augmentations, FOV masks.
+
+Views (:mod:`.views`) turn a uint8 or [0, 1] float batch into a list of normalised views;
+fine-tuning augmentations (:mod:`.finetune`) move masks, boxes and depth with the image;
+:mod:`.fov` estimates endoscopy field-of-view masks.
+"""
+
+from ssl4gie.transforms.finetune import (
+    ClassificationAugment,
+    DepthAugment,
+    DetectionAugment,
+    SegmentationAugment,
+    TaskAugment,
+)
+from ssl4gie.transforms.fov import estimate_fov, fov_boxes
+from ssl4gie.transforms.views import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MaskedViewCrop,
+    MultiCrop,
+    TwoViews,
+    ViewParams,
+    ViewRecipe,
+)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ClassificationAugment",
+    "DepthAugment",
+    "DetectionAugment",
+    "MaskedViewCrop",
+    "MultiCrop",
+    "SegmentationAugment",
+    "TaskAugment",
+    "TwoViews",
+    "ViewParams",
+    "ViewRecipe",
+    "estimate_fov",
+    "fov_boxes",
+]
