@@ -31,7 +31,13 @@ def project_env(session: nox.Session, extras: str = "dev") -> Path:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != digest:
         session.run(
-            str(bindir / "python"), "-m", "pip", "install", "-q", "-e", f".[{extras}]",
+            str(bindir / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "-e",
+            f".[{extras}]",
             external=True,
         )
         stamp.write_text(digest)
@@ -47,7 +53,9 @@ def run_in(session: nox.Session, bindir: Path, program: str, *args: str) -> None
 def tests(session: nox.Session) -> None:
     """The test suite (CPU only; about 10 minutes on 2 cores)."""
     bindir = project_env(session)
-    run_in(session, bindir, "python", "-m", "pytest", *(session.posargs or ["-q", "--durations=15"]))
+    run_in(
+        session, bindir, "python", "-m", "pytest", *(session.posargs or ["-q", "--durations=15"])
+    )
 
 
 @nox.session

@@ -1,11 +1,14 @@
 import os
+import tempfile
 
 # Read by huggingface_hub at import: must be set before anything imports it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Keep index caches and downloads of the whole session out of the real ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ssl4gie-test-cache-")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(2)
 
@@ -13,3 +16,21 @@ torch.set_num_threads(2)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """``synthetic(layout, n=32, size=64, seed=0) -> root``: a synthetic dataset in the layout's
+    real on-disk form, written once per test session and shared (treat it as read-only)."""
+    from ssl4gie.data.synthetic import synthesize
+
+    made = {}
+
+    def make(layout: str, n: int = 32, size: int = 64, seed: int = 0):
+        key = (layout, n, size, seed)
+        if key not in made:
+            root = tmp_path_factory.mktemp(layout) / "data"
+            made[key] = synthesize(layout, root, n=n, size=size, seed=seed, progress=False)
+        return made[key]
+
+    return make

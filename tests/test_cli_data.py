@@ -76,3 +76,51 @@ def test_data_without_a_subcommand_is_a_usage_error(capsys):
     assert main(["data"]) == 2
     stderr = capsys.readouterr().err
     assert stderr.count("\n") == 1 and "--help" in stderr
+
+
+def test_index_reports_bad_files(tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    main(["data", "synth", "--layout", "hyperkvasir-unlabeled", "--root", str(tmp_path / "hk"),
+          "--n", "3", "--size", "64", "--quiet"])  # fmt: skip
+    for image in (tmp_path / "hk" / "unlabeled-images" / "images").iterdir():
+        image.rename(folder / image.name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="1 unreadable"):
+        assert main(["data", "index", str(folder), "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "3 readable images" in out and "1 unreadable files skipped" in out
+    bad_list = next((tmp_path / "cache").glob("*.bad.txt")).read_text()
+    assert "broken.jpg" in bad_list
+
+
+def test_show_views_saves_a_grid_png(synthetic, tmp_path, capsys):
+    from PIL import Image
+
+    root = synthetic("hyperkvasir-unlabeled", n=8)
+    out = tmp_path / "views.png"
+    argv = ["data", "show-views", "--recipe", "dino", "--root", str(root),
+            "--layout", "hyperkvasir-unlabeled", "--out", str(out), "--n", "2",
+            "--size", "64", "--view-size", "48", "--fov"]  # fmt: skip
+    assert main(argv) == 0
+    assert "2 images and 10 dino views each" in capsys.readouterr().out
+    with Image.open(out) as png:
+        width, height = png.size
+    assert width > 5 * height  # one row per image, 11 columns
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--recipe", "dinno"], "unknown recipe 'dinno' (did you mean 'dino'?)"),
+        (["--recipe", "byol", "--n", "0"], "--n must be >= 1"),
+        (["--recipe", "byol", "--layout", "kvasir"], "unknown dataset layout 'kvasir'"),
+    ],
+)
+def test_show_views_bad_input(tmp_path, capsys, argv, message):
+    base = ["data", "show-views", "--root", str(tmp_path), "--out", str(tmp_path / "x.png")]
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "x.png").exists()

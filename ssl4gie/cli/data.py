@@ -76,6 +76,80 @@ def synth(args: argparse.Namespace) -> int:
     return 0
 
 
+_LAYOUT_HELP = (
+    "folder (any images), hyperkvasir-unlabeled, hyperkvasir-labeled, kvasir-seg, cvc-clinicdb, "
+    "c3vd, imagefolder, acdc or lung"
+)
+
+
+@_subcommand(
+    "index",
+    "scan a folder of images once, cache the index and list the unreadable files",
+    _arg("root", help="folder to scan (recursively)"),
+    _arg("--cache-dir", default=None, help="where the index goes (default ~/.cache/ssl4gie/index)"),
+    _arg("--quiet", action="store_true", help="no progress bar"),
+)
+def index(args: argparse.Namespace) -> int:
+    """Build (or refresh) the cached index of a folder and say what it found."""
+    from pathlib import Path
+
+    from ssl4gie.data.index import build_index
+
+    if not Path(args.root).is_dir():
+        raise InputError(f"folder {args.root} does not exist; give the folder of images to index")
+    found = build_index(args.root, args.cache_dir, progress=not args.quiet)
+    print(f"{len(found.files)} readable images under {found.root}; index at {found.cache_path}")
+    if found.bad_files:
+        print(f"{len(found.bad_files)} unreadable files skipped; list at {found.bad_list_path}")
+    return 0
+
+
+RECIPES = ("byol", "barlow_twins", "mocov3", "simclr", "dino", "swav", "mae", "simmim")
+
+
+@_subcommand(
+    "show-views",
+    "save a PNG of a few images and the SSL views a recipe makes of them",
+    _arg("--recipe", required=True, help=", ".join(RECIPES)),
+    _arg("--root", required=True, help="dataset folder"),
+    _arg("--layout", default="folder", help=_LAYOUT_HELP + " (default folder)"),
+    _arg("--out", required=True, help="PNG to write"),
+    _arg("--n", type=int, default=4, help="number of images (rows), default 4"),
+    _arg("--size", type=int, default=256, help="size the images are loaded at, default 256"),
+    _arg("--view-size", type=int, default=None, help="override the recipe's crop size"),
+    _arg("--fov", action="store_true", help="endoscopy: crop inside the field of view"),
+    _arg("--seed", type=int, default=0, help="seed for picking images and views"),
+)
+def show_views(args: argparse.Namespace) -> int:
+    """Load ``n`` images, make the recipe's views on the CPU and save them as a grid."""
+    import torch
+
+    from ssl4gie.data.datamodules import Source, open_dataset
+    from ssl4gie.errors import check_choice
+    from ssl4gie.transforms import RECIPES, MultiCrop, recipe_by_name
+    from ssl4gie.viz import denormalise, save_grid
+
+    check_choice("recipe", args.recipe, RECIPES)
+    if args.n < 1:
+        raise InputError(f"--n must be >= 1, got {args.n}")
+    dataset = open_dataset(Source(args.layout, args.root), args.size)
+    generator = torch.Generator().manual_seed(args.seed)
+    picks = torch.randperm(len(dataset), generator=generator)[: args.n].tolist()
+    images = torch.stack([dataset[i]["image"] for i in picks])
+    overrides: dict = {"fov": args.fov}
+    if args.view_size and RECIPES[args.recipe] is MultiCrop:  # local crops keep DINO's 96/224
+        overrides |= {"global_size": args.view_size, "local_size": args.view_size * 96 // 224}
+    elif args.view_size:
+        overrides["size"] = args.view_size
+    recipe = recipe_by_name(args.recipe, **overrides)
+    views = [denormalise(view) for view in recipe(images, generator=generator)]
+    rows = [[images[r]] + [view[r] for view in views] for r in range(len(picks))]
+    titles = ["image", *recipe.view_names()]
+    save_grid(rows, args.out, titles)
+    print(f"saved {len(picks)} images and {len(views)} {args.recipe} views each to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ssl4gie data`` parser with one subparser per registered subcommand."""
     parser = _Parser(

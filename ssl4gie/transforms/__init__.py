@@ -16,16 +16,19 @@ from ssl4gie.transforms.fov import estimate_fov, fov_boxes
 from ssl4gie.transforms.views import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    RECIPES,
     MaskedViewCrop,
     MultiCrop,
     TwoViews,
     ViewParams,
     ViewRecipe,
+    recipe_by_name,
 )
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "RECIPES",
     "ClassificationAugment",
     "DepthAugment",
     "DetectionAugment",
@@ -38,4 +41,5 @@ __all__ = [
     "ViewRecipe",
     "estimate_fov",
     "fov_boxes",
+    "recipe_by_name",
 ]

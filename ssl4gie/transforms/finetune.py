@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl4gie.errors import InputError
-from ssl4gie.transforms.views import IMAGENET_MEAN, IMAGENET_STD, to_unit_float
+from ssl4gie.transforms.ops import IMAGENET_MEAN, IMAGENET_STD, to_unit_float
 
 __all__ = [
     "ClassificationAugment",

@@ -1,0 +1,329 @@
+"""LightningDataModules: one for pretraining, one per downstream task.
+
+They hand over uint8 sample dicts (``docs/architecture.md``); random augmentation runs on the
+device in the LightningModule (``ssl4gie.transforms``). Loaders use pinned memory on CUDA,
+persistent workers, and ``num_workers`` defaults to the cores this process may use (at most 8).
+
+Every dataset is named by a *layout* (``LAYOUTS``) and a root folder, e.g.
+``Source("hyperkvasir-unlabeled", "data/hyper-kvasir")``; layout-specific options (the
+HyperKvasir ``task``, the ImageNet ``split``, the C3VD ``videos``) go in ``Source.options``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+
+from ssl4gie.data import datasets as ds
+from ssl4gie.data.splits import (
+    DEFAULT_THRESHOLD,
+    Split,
+    group_split,
+    grouped_split_indices,
+    label_fraction_indices,
+    leak_report,
+    near_duplicate_groups,
+    perceptual_hashes,
+    random_split_indices,
+)
+from ssl4gie.errors import InputError, check_choice
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = {
+    "folder": ds.ImageFolderDataset,
+    "hyperkvasir-unlabeled": ds.HyperKvasirUnlabeled,
+    "hyperkvasir-labeled": ds.HyperKvasirLabeled,
+    "kvasir-seg": ds.KvasirSEG,
+    "cvc-clinicdb": ds.CVCClinicDB,
+    "c3vd": ds.C3VD,
+    "imagefolder": ds.ImageNetFolder,
+    "acdc": functools.partial(ds.NiftiSlices, layout="acdc"),
+    "lung": functools.partial(ds.NiftiSlices, layout="lung"),
+}
+SplitName = Literal["ssl4gie", "leak-aware", "groups"]
+
+
+@dataclass
+class Source:
+    """One dataset on disk: a ``layout`` from ``LAYOUTS``, its ``root``, layout ``options``."""
+
+    layout: str
+    root: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def open_dataset(source: Source, size: int | Sequence[int]) -> Dataset:
+    """Build the reader for ``source`` at a fixed ``size``."""
+    check_choice("dataset layout", source.layout, LAYOUTS)
+    return LAYOUTS[source.layout](source.root, size=size, **source.options)
+
+
+def default_num_workers() -> int:
+    """Loader workers: the cores this process may use, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(8, cores or 1)
+
+
+def collate_samples(
+    samples: list[dict[str, torch.Tensor]], keys: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Stack sample dicts into a batch; ``boxes`` (a different count per image) stay a list.
+
+    ``keys`` keeps only those keys (pretraining keeps ``image`` and ``index``, so labelled and
+    unlabelled datasets concatenate).
+    """
+    keys = samples[0].keys() if keys is None else keys
+    return {
+        key: [s[key] for s in samples] if key == "boxes" else torch.stack([s[key] for s in samples])
+        for key in keys
+    }
+
+
+def _stack_images(samples: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    return torch.stack([s["image"] for s in samples])
+
+
+class _LoaderModule(L.LightningDataModule):
+    """Loader settings shared by every DataModule."""
+
+    def __init__(self, batch_size: int, num_workers: int | None, drop_last: bool) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.drop_last = drop_last
+
+    def _loader(
+        self, dataset: Dataset, train: bool, keys: Sequence[str] | None = None
+    ) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and self.drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=functools.partial(collate_samples, keys=keys),
+        )
+
+
+class PretrainDataModule(_LoaderModule):
+    """Unlabelled images for SSL pretraining: one dataset or a concatenation of several.
+
+    Args:
+        sources: datasets read as unlabelled images (every layout has ``image``), e.g.
+            ImageNet + Hyperkvasir-unlabelled.
+        size: the fixed size CPU workers resize to; views crop from it on the device.
+        batch_size: per-process batch (the global batch is this times the world size).
+        probe: an optional labelled dataset for the validation loop (online linear probe and
+            kNN accuracy), e.g. ``Source("hyperkvasir-labeled", root, {"task": "landmarks"})``.
+        drop_last: drop the last incomplete training batch (batch-norm methods need it).
+    """
+
+    def __init__(
+        self,
+        sources: Source | list[Source],
+        size: int = 224,
+        batch_size: int = 256,
+        num_workers: int | None = None,
+        probe: Source | None = None,
+        drop_last: bool = True,
+    ) -> None:
+        super().__init__(batch_size, num_workers, drop_last)
+        self.sources = [sources] if isinstance(sources, Source) else list(sources)
+        if not self.sources:
+            raise InputError("PretrainDataModule needs at least one source; give data.sources")
+        self.size = size
+        self.probe = probe
+        self.train_set: Dataset | None = None
+        self.probe_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            parts = [open_dataset(source, self.size) for source in self.sources]
+            self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        if self.probe is not None and self.probe_set is None:
+            self.probe_set = open_dataset(self.probe, self.size)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True, keys=("image", "index"))
+
+    def val_dataloader(self) -> DataLoader | list:
+        return [] if self.probe_set is None else self._loader(self.probe_set, train=False)
+
+
+class TaskDataModule(_LoaderModule):
+    """A labelled dataset split into train/val/test, with label fractions for data efficiency.
+
+    Args:
+        root: the dataset folder, in the layout's real on-disk form.
+        layout: a key of ``LAYOUTS``.
+        size: fixed image size the workers resize to.
+        split: ``"ssl4gie"`` the protocol's seeded random image-level split; ``"leak-aware"``
+            groups near-duplicate frames (perceptual hash, Hamming ``<= leak_threshold``) and
+            the dataset's known sequences/videos before a stratified group split; ``"groups"``
+            uses the named ``val_groups``/``test_groups`` (C3VD videos, as in SSL4GIE).
+        fractions: train/val/test fractions (SSL4GIE: 80/10/10).
+        seed: fixes the split and the label-fraction subset.
+        label_fraction: keep this stratified fraction of the training labels (nested across
+            fractions for one seed: the 1% subset lies inside the 10% one).
+        labels_per_class: keep this many training images per class instead.
+        options: layout options passed to the reader (e.g. ``{"task": "landmarks"}``).
+    """
+
+    default_layout = "folder"
+
+    def __init__(
+        self,
+        root: str,
+        layout: str | None = None,
+        size: int = 224,
+        batch_size: int = 48,
+        num_workers: int | None = None,
+        split: SplitName = "ssl4gie",
+        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        label_fraction: float | None = None,
+        labels_per_class: int | None = None,
+        val_groups: list[str] | None = None,
+        test_groups: list[str] | None = None,
+        leak_threshold: int = DEFAULT_THRESHOLD,
+        options: dict[str, Any] | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(batch_size, num_workers, drop_last)
+        self.source = Source(layout or self.default_layout, root, dict(options or {}))
+        check_choice("dataset layout", self.source.layout, LAYOUTS)
+        check_choice("split", split, ("ssl4gie", "leak-aware", "groups"))
+        if split == "groups" and not (val_groups and test_groups):
+            raise InputError("split 'groups' needs val_groups and test_groups (e.g. video names)")
+        self.size, self.split_name, self.fractions, self.seed = size, split, fractions, seed
+        self.label_fraction, self.labels_per_class = label_fraction, labels_per_class
+        self.val_groups, self.test_groups = val_groups, test_groups
+        self.leak_threshold = leak_threshold
+        self.dataset: Dataset | None = None
+        self.split: Split | None = None
+        self.parts: dict[str, Dataset] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        self.dataset = open_dataset(self.source, self.size)
+        self.split = self._make_split()
+        train = self.split.train
+        if self.label_fraction is not None or self.labels_per_class is not None:
+            labels = np.asarray(self._labels())[train]
+            kept = label_fraction_indices(
+                labels, self.label_fraction, self.labels_per_class, self.seed
+            )
+            train = train[kept]
+        self.parts = {
+            "train": Subset(self.dataset, train.tolist()),
+            "val": Subset(self.dataset, self.split.val.tolist()),
+            "test": Subset(self.dataset, self.split.test.tolist()),
+        }
+        log.info("split %s: %s", self.split_name, {k: len(v) for k, v in self.parts.items()})
+
+    def _labels(self) -> list:
+        """Class per image for stratification (all one class where the layout has none)."""
+        return getattr(self.dataset, "targets", None) or [0] * len(self.dataset)
+
+    def _known_groups(self) -> list | None:
+        return getattr(self.dataset, "groups", None)
+
+    def _make_split(self) -> Split:
+        n = len(self.dataset)
+        if self.split_name == "ssl4gie":
+            return random_split_indices(n, self.fractions, self.seed)
+        if self.split_name == "groups":
+            groups = self._known_groups()
+            if groups is None:
+                raise InputError(
+                    f"layout {self.source.layout!r} has no groups (videos, sequences); "
+                    "use split 'ssl4gie' or 'leak-aware'"
+                )
+            return group_split(groups, self.val_groups, self.test_groups)
+        groups = near_duplicate_groups(
+            self.image_hashes(), self.leak_threshold, known_groups=self._known_groups()
+        )
+        labels = getattr(self.dataset, "targets", None)
+        return grouped_split_indices(groups, self.fractions, self.seed, labels=labels)
+
+    def image_hashes(self) -> np.ndarray:
+        """Perceptual hashes of every image ([N] uint64), decoded with the loader's workers."""
+        loader = DataLoader(
+            self.dataset,
+            batch_size=64,
+            num_workers=self.num_workers,
+            collate_fn=_stack_images,
+        )
+        return np.concatenate([perceptual_hashes(images) for images in loader])
+
+    def leak_report(self):
+        """Near-duplicate pairs crossing the parts of the protocol's random split (SSL4GIE)."""
+        self.setup()
+        protocol = random_split_indices(len(self.dataset), self.fractions, self.seed)
+        return leak_report(self.image_hashes(), protocol, self.leak_threshold)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.parts["train"], train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.parts["val"], train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.parts["test"], train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+
+class ClassificationDataModule(TaskDataModule):
+    """Image classification; SSL4GIE: HyperKvasir ``task`` landmarks (6) or findings (12)."""
+
+    default_layout = "hyperkvasir-labeled"
+
+    @property
+    def classes(self) -> list[str]:
+        self.setup()
+        return list(self.dataset.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_counts(self) -> torch.Tensor:
+        """Training images per class ([C] int64), for the class-weighted cross-entropy."""
+        self.setup()
+        labels = torch.as_tensor(self._labels())[self.parts["train"].indices]
+        return torch.bincount(labels, minlength=self.num_classes)
+
+
+class SegmentationDataModule(TaskDataModule):
+    """Polyp segmentation (Kvasir-SEG, CVC-ClinicDB) and multi-class masks (ACDC, lung CT)."""
+
+    default_layout = "kvasir-seg"
+
+
+class DetectionDataModule(TaskDataModule):
+    """Polyp detection from Kvasir-SEG's boxes; batches keep ``boxes`` as a list per image."""
+
+    default_layout = "kvasir-seg"
+
+
+class DepthDataModule(TaskDataModule):
+    """Monocular depth on C3VD, split by video as in SSL4GIE (``split="groups"``)."""
+
+    default_layout = "c3vd"

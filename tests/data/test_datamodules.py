@@ -1,0 +1,185 @@
+"""Every DataModule through ``Trainer.fit`` on synthetic data in its real layout."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssl4gie.data.datamodules import (
+    ClassificationDataModule,
+    DepthDataModule,
+    DetectionDataModule,
+    PretrainDataModule,
+    SegmentationDataModule,
+    Source,
+    collate_samples,
+)
+from ssl4gie.data.synthetic.layouts import C3VD_VIDEOS
+from ssl4gie.errors import InputError
+from ssl4gie.transforms import TwoViews
+
+
+class TinyModel(L.LightningModule):
+    """A two-layer conv net whose loss uses every key a batch holds, so that a wrong dtype or
+    shape from a DataModule fails the fit. Views are made on the device, as in real runs."""
+
+    def __init__(self, views: nn.Module | None = None, num_classes: int = 23) -> None:
+        super().__init__()
+        self.views = views
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 1))
+        self.classify = nn.Linear(2, num_classes)
+        self.seen: dict[str, int] = {}
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        if self.views is not None and self.trainer.training:
+            batch["views"] = self.views(batch["image"])
+        else:
+            batch["views"] = [batch["image"].float() / 255]
+        return batch
+
+    def _loss(self, batch) -> torch.Tensor:
+        assert batch["image"].dtype == torch.uint8
+        for key in batch:
+            self.seen[key] = self.seen.get(key, 0) + 1
+        maps = [self.body(view) for view in batch["views"]]
+        loss = sum(m.pow(2).mean() for m in maps)
+        if "label" in batch:
+            loss = loss + F.cross_entropy(self.classify(maps[0].mean((2, 3))), batch["label"])
+        if "mask" in batch:
+            target = (batch["mask"] > 0).float()
+            loss = loss + F.binary_cross_entropy_with_logits(maps[0][:, 0], target)
+        if "depth" in batch:
+            loss = loss + F.mse_loss(maps[0][:, 1:], batch["depth"] / 100)
+        if "boxes" in batch:
+            assert all(b.ndim == 2 and b.shape[1] == 4 for b in batch["boxes"])
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._loss(batch)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self._loss(batch), batch_size=len(batch["image"]))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def fit(datamodule, model=None) -> TinyModel:
+    model = model or TinyModel()
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=datamodule)
+    assert trainer.state.finished
+    return model
+
+
+LOADER = {"batch_size": 4, "num_workers": 0}
+
+
+def test_pretrain_concatenates_sources_and_probes(synthetic):
+    unlabeled = Source("hyperkvasir-unlabeled", str(synthetic("hyperkvasir-unlabeled", n=12)))
+    imagenet = Source("imagefolder", str(synthetic("imagefolder", n=8)), {"split": "train"})
+    probe = Source("hyperkvasir-labeled", str(synthetic("hyperkvasir-labeled", n=46)))
+    dm = PretrainDataModule([unlabeled, imagenet], size=32, probe=probe, **LOADER)
+    model = fit(dm, TinyModel(views=TwoViews.byol(size=24)))
+    dm.setup()
+    assert len(dm.train_set) == 12 + len(dm.train_set.datasets[1])
+    assert model.seen["views"] >= len(dm.train_set) // 4
+    assert model.seen["label"] > 0  # the probe set reached the validation loop
+
+
+def test_classification_label_fraction_is_stratified(synthetic):
+    root = str(synthetic("hyperkvasir-labeled", n=120))
+    full = ClassificationDataModule(root, options={"task": "landmarks"}, size=32, **LOADER)
+    half = ClassificationDataModule(
+        root, options={"task": "landmarks"}, size=32, label_fraction=0.5, **LOADER
+    )
+    fit(half)
+    full.setup()
+    assert full.num_classes == 6
+    assert set(half.parts["train"].indices) <= set(full.parts["train"].indices)
+    assert (half.class_counts() >= 1).all()
+    assert torch.all(half.class_counts() <= full.class_counts())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: SegmentationDataModule(str(s("kvasir-seg")), size=32, **LOADER),
+        lambda s: SegmentationDataModule(
+            str(s("cvc-clinicdb")), layout="cvc-clinicdb", split="leak-aware", size=32, **LOADER
+        ),
+        lambda s: DetectionDataModule(str(s("kvasir-seg")), size=32, **LOADER),
+        lambda s: DepthDataModule(
+            str(s("c3vd", n=24)),
+            split="groups",
+            val_groups=[C3VD_VIDEOS[4]],
+            test_groups=[C3VD_VIDEOS[5]],
+            size=32,
+            **LOADER,
+        ),
+    ],
+    ids=["kvasir-seg", "cvc-leak-aware", "detection", "c3vd-by-video"],
+)
+def test_task_datamodules_fit(synthetic, make):
+    dm = make(synthetic)
+    model = fit(dm)
+    parts = {name: set(part.indices) for name, part in dm.parts.items()}
+    assert not parts["train"] & parts["val"] and not parts["train"] & parts["test"]
+    assert sum(map(len, parts.values())) == len(dm.dataset)
+    assert model.seen["image"] > 0
+
+
+def test_c3vd_split_keeps_videos_apart(synthetic):
+    dm = DepthDataModule(
+        str(synthetic("c3vd", n=24)),
+        split="groups",
+        val_groups=[C3VD_VIDEOS[4]],
+        test_groups=[C3VD_VIDEOS[5]],
+        **LOADER,
+    )
+    dm.setup()
+    videos = np.asarray(dm.dataset.video_ids)
+    assert set(videos[dm.split.val]) == {C3VD_VIDEOS[4]}
+    assert set(videos[dm.split.test]) == {C3VD_VIDEOS[5]}
+    assert not {C3VD_VIDEOS[4], C3VD_VIDEOS[5]} & set(videos[dm.split.train])
+
+
+def test_training_survives_bad_files(salted_folder):
+    """Unreadable files are skipped at indexing; one corrupted after indexing is replaced."""
+    root, bad = salted_folder
+    dm = PretrainDataModule(Source("folder", str(root)), size=16, drop_last=False, **LOADER)
+    dm.setup()
+    indexed = {p.relative_to(root).as_posix() for p in dm.train_set.images}
+    assert not indexed & bad
+    (root / "good.jpg").write_bytes(b"\xff\xd8 broken after indexing")
+    with pytest.warns(UserWarning, match="replaced an unreadable sample"):
+        model = fit(dm)
+    assert model.seen["image"] == -(-len(indexed) // 4)
+
+
+def test_detection_batches_keep_boxes_per_image():
+    samples = [
+        {"image": torch.zeros(3, 8, 8, dtype=torch.uint8), "boxes": torch.zeros(k, 4)}
+        for k in (0, 2)
+    ]
+    batch = collate_samples(samples)
+    assert batch["image"].shape == (2, 3, 8, 8)
+    assert [b.shape[0] for b in batch["boxes"]] == [0, 2]
+
+
+def test_bad_arguments_fail_with_one_line(tmp_path):
+    with pytest.raises(InputError, match=r"unknown dataset layout 'kvasir-sge'.*kvasir-seg"):
+        SegmentationDataModule(str(tmp_path), layout="kvasir-sge")
+    with pytest.raises(InputError, match="needs val_groups and test_groups"):
+        DepthDataModule(str(tmp_path), split="groups")
+    with pytest.raises(InputError, match="Kvasir-SEG not found: expected"):
+        SegmentationDataModule(str(tmp_path / "missing")).setup()
