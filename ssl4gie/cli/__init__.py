@@ -14,11 +14,14 @@ from ssl4gie.errors import InputError, did_you_mean
 
 GROUPS = {
     "data": ("ssl4gie.cli.data", "make synthetic datasets, index folders, look at SSL views"),
+    "demo": ("ssl4gie.cli.demo", "the main job end to end on synthetic data (CPU, minutes)"),
 }
 
-USAGE = "usage: ssl4gie <command> [options]\n\ncommands:\n" + "\n".join(
-    f"  {name:<10} {summary}" for name, (_, summary) in GROUPS.items()
-) + "\n\nRun 'ssl4gie <command> --help' for a command's options."
+USAGE = (
+    "usage: ssl4gie <command> [options]\n\ncommands:\n"
+    + "\n".join(f"  {name:<10} {summary}" for name, (_, summary) in GROUPS.items())
+    + "\n\nRun 'ssl4gie <command> --help' for a command's options."
+)
 
 
 def main(argv: list[str] | None = None) -> int:
