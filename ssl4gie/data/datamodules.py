@@ -24,15 +24,18 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from ssl4gie.data import datasets as ds
-from ssl4gie.data.splits import (
+from ssl4gie.data.near_duplicates import (
     DEFAULT_THRESHOLD,
+    leak_report,
+    near_duplicate_groups,
+    perceptual_hashes,
+)
+from ssl4gie.data.nifti import NiftiSlices
+from ssl4gie.data.splits import (
     Split,
     group_split,
     grouped_split_indices,
     label_fraction_indices,
-    leak_report,
-    near_duplicate_groups,
-    perceptual_hashes,
     random_split_indices,
 )
 from ssl4gie.errors import InputError, check_choice
@@ -47,8 +50,8 @@ LAYOUTS = {
     "cvc-clinicdb": ds.CVCClinicDB,
     "c3vd": ds.C3VD,
     "imagefolder": ds.ImageNetFolder,
-    "acdc": functools.partial(ds.NiftiSlices, layout="acdc"),
-    "lung": functools.partial(ds.NiftiSlices, layout="lung"),
+    "acdc": functools.partial(NiftiSlices, layout="acdc"),
+    "lung": functools.partial(NiftiSlices, layout="lung"),
 }
 SplitName = Literal["ssl4gie", "leak-aware", "groups"]
 

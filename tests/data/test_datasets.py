@@ -16,10 +16,10 @@ from ssl4gie.data.datasets import (
     ImageFolderDataset,
     ImageNetFolder,
     KvasirSEG,
-    NiftiSlices,
     cvc_sequence,
     hyperkvasir_classes,
 )
+from ssl4gie.data.nifti import NiftiSlices
 from ssl4gie.data.synthetic import LAYOUTS, MIN_SIZE, synthesize
 from ssl4gie.errors import InputError
 

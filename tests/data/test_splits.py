@@ -10,18 +10,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ssl4gie.data import splits
-from ssl4gie.data.splits import (
+from ssl4gie.data import near_duplicates, splits
+from ssl4gie.data.near_duplicates import (
     DEFAULT_THRESHOLD,
+    hamming_distances,
+    leak_report,
+    near_duplicate_groups,
+    perceptual_hashes,
+)
+from ssl4gie.data.splits import (
     Split,
     group_split,
     grouped_split_indices,
-    hamming_distances,
     label_fraction_indices,
-    leak_report,
-    near_duplicate_groups,
     part_sizes,
-    perceptual_hashes,
     random_split_indices,
 )
 from ssl4gie.errors import InputError
@@ -213,8 +215,8 @@ def test_hash_takes_batches_single_images_and_sizes_that_differ():
 def test_popcount_table_matches_numpy():
     values = np.random.default_rng(0).integers(0, 2**63, size=1000, dtype=np.uint64) * 2 + 1
     expected = np.array([bin(value).count("1") for value in values.tolist()])
-    assert np.array_equal(splits._popcount_by_table(values), expected)
-    assert np.array_equal(splits._popcount(values), expected)
+    assert np.array_equal(near_duplicates._popcount_by_table(values), expected)
+    assert np.array_equal(near_duplicates._popcount(values), expected)
 
 
 # ------------------------------------------------------------------------- near-duplicate groups
@@ -249,7 +251,7 @@ def test_grouping_is_transitive_across_a_chain():
 
 
 def test_grouping_spans_several_blocks(monkeypatch):
-    monkeypatch.setattr(splits, "_BLOCK_ELEMENTS", 7)
+    monkeypatch.setattr(near_duplicates, "_BLOCK_ELEMENTS", 7)
     rng = np.random.default_rng(1)
     bases = rng.integers(0, 2**63, size=12, dtype=np.uint64) * 2 + 1
     video_of = rng.integers(0, 12, size=60)
