@@ -183,3 +183,26 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
         DepthDataModule(str(tmp_path), split="groups")
     with pytest.raises(InputError, match="Kvasir-SEG not found: expected"):
         SegmentationDataModule(str(tmp_path / "missing")).setup()
+
+
+def test_leak_aware_split_keeps_duplicates_together(synthetic, tmp_path):
+    """Every image twice: the protocol's random split leaks pairs, the leak-aware one none."""
+    import shutil
+
+    root = tmp_path / "twice"
+    shutil.copytree(synthetic("imagefolder", n=46), root)
+    originals = sorted((root / "train").rglob("*.JPEG"))
+    for image in originals:
+        shutil.copy(image, image.with_name("copy_" + image.name))
+    options = {"options": {"split": "train"}, "size": 32, **LOADER}
+    protocol = ClassificationDataModule(str(root), layout="imagefolder", **options)
+    report = protocol.leak_report()
+    assert sum(n for row in report.pairs.values() for n in row.values()) >= len(originals)
+    assert report.leaked["test"] > 0
+    aware = ClassificationDataModule(str(root), layout="imagefolder", split="leak-aware", **options)
+    aware.setup()
+    names = [p.name.removeprefix("copy_") for p in aware.dataset.images]
+    part_of = {}
+    for part, indices in aware.split.to_dict().items():
+        for i in indices:
+            assert part_of.setdefault(names[i], part) == part
