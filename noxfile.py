@@ -75,10 +75,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """Benchmarks (never part of the tests)."""
+    """Benchmarks (never part of the tests): every script in benchmarks/, posargs passed on."""
     bindir = project_env(session, "dev,bench")
-    bench_main = ROOT / "benchmarks" / "run.py"
-    if not bench_main.exists():
-        session.log("no benchmarks yet")
-        return
-    run_in(session, bindir, "python", str(bench_main), *session.posargs)
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        run_in(session, bindir, "python", str(script), *session.posargs)
