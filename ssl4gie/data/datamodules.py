@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from ssl4gie.data import datasets as ds
+from ssl4gie.data.decode import decode_resize_batch
 from ssl4gie.data.near_duplicates import (
     DEFAULT_THRESHOLD,
     leak_report,
@@ -80,20 +81,42 @@ def default_num_workers() -> int:
 def collate_samples(
     samples: list[dict[str, torch.Tensor]], keys: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """Stack sample dicts into a batch; ``boxes`` (a different count per image) stay a list.
+    """Stack sample dicts into a batch; ``boxes`` and ``jpeg`` (sizes differ) stay lists.
 
     ``keys`` keeps only those keys (pretraining keeps ``image`` and ``index``, so labelled and
     unlabelled datasets concatenate).
     """
     keys = samples[0].keys() if keys is None else keys
     return {
-        key: [s[key] for s in samples] if key == "boxes" else torch.stack([s[key] for s in samples])
+        key: [s[key] for s in samples]
+        if key in ("boxes", "jpeg")
+        else torch.stack([s[key] for s in samples])
         for key in keys
     }
 
 
 def _stack_images(samples: list[dict[str, torch.Tensor]]) -> torch.Tensor:
     return torch.stack([s["image"] for s in samples])
+
+
+class EncodedJpegs(Dataset):
+    """The JPEG files of a reader as raw bytes, ``{"jpeg": uint8 [n_bytes], "index"}``, for
+    decoding on the device (:func:`~ssl4gie.data.decode.decode_resize_batch`)."""
+
+    def __init__(self, reader: Dataset) -> None:
+        self.paths = list(reader.images)
+        odd = next((p for p in self.paths if p.suffix.lower() not in (".jpg", ".jpeg")), None)
+        if odd is not None:
+            raise InputError(
+                f"decode_on_device needs JPEG files, found {odd}; set decode_on_device: false"
+            )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        data = torch.frombuffer(bytearray(self.paths[i].read_bytes()), dtype=torch.uint8)
+        return {"jpeg": data, "index": torch.tensor(i)}
 
 
 class _LoaderModule(L.LightningDataModule):
@@ -133,6 +156,8 @@ class PretrainDataModule(_LoaderModule):
         probe: an optional labelled dataset for the validation loop (online linear probe and
             kNN accuracy), e.g. ``Source("hyperkvasir-labeled", root, {"task": "landmarks"})``.
         drop_last: drop the last incomplete training batch (batch-norm methods need it).
+        decode_on_device: workers only read JPEG bytes; batches are decoded and resized on the
+            training device (nvjpeg on a GPU), which frees the CPU workers.
     """
 
     def __init__(
@@ -143,8 +168,10 @@ class PretrainDataModule(_LoaderModule):
         num_workers: int | None = None,
         probe: Source | None = None,
         drop_last: bool = True,
+        decode_on_device: bool = False,
     ) -> None:
         super().__init__(batch_size, num_workers, drop_last)
+        self.decode_on_device = decode_on_device
         self.sources = [sources] if isinstance(sources, Source) else list(sources)
         if not self.sources:
             raise InputError("PretrainDataModule needs at least one source; give data.sources")
@@ -156,12 +183,21 @@ class PretrainDataModule(_LoaderModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             parts = [open_dataset(source, self.size) for source in self.sources]
+            if self.decode_on_device:
+                parts = [EncodedJpegs(part) for part in parts]
             self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         if self.probe is not None and self.probe_set is None:
             self.probe_set = open_dataset(self.probe, self.size)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True, keys=("image", "index"))
+        keys = ("jpeg" if self.decode_on_device else "image", "index")
+        return self._loader(self.train_set, train=True, keys=keys)
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """Decode ``jpeg`` bytes on ``device`` into ``image`` before the usual transfer."""
+        if isinstance(batch, dict) and "jpeg" in batch:
+            batch["image"] = decode_resize_batch(batch.pop("jpeg"), self.size, device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def val_dataloader(self) -> DataLoader | list:
         return [] if self.probe_set is None else self._loader(self.probe_set, train=False)

@@ -154,3 +154,36 @@ def decode_jpegs(encoded: Sequence[torch.Tensor], device: str | torch.device) ->
     tensors on ``device``. On CUDA this runs batched on nvjpeg; on CPU it decodes one by one."""
     with _quiet_torchvision():
         return decode_jpeg(list(encoded), mode=ImageReadMode.RGB, device=device)
+
+
+def decode_resize_batch(
+    encoded: Sequence[torch.Tensor], size: int | Sequence[int], device: str | torch.device
+) -> torch.Tensor:
+    """Decode JPEG bytes on ``device`` and resize them: uint8 ``[B, 3, *size]``.
+
+    The whole batch goes to the decoder at once (nvjpeg on CUDA). A file that fails to decode
+    (corrupted after indexing) does not stop training: its slot takes the first decodable image
+    of the batch, with a warning. Raises :class:`UnreadableImageError` only if none decodes.
+    """
+    try:
+        images = decode_jpegs(encoded, device)
+    except RuntimeError:
+        images = [_decode_or_none(data, device) for data in encoded]
+    good = [i for i, image in enumerate(images) if image is not None]
+    if not good:
+        raise UnreadableImageError(f"none of the {len(images)} JPEGs of a batch decodes")
+    if len(good) < len(images):
+        warnings.warn(
+            f"replaced {len(images) - len(good)} undecodable JPEG(s) in a batch by others of the"
+            " batch; run 'ssl4gie data index' on the folder to list bad files",
+            stacklevel=2,
+        )
+    filled = [images[good[0]] if image is None else image for image in images]
+    return torch.stack([resize_image(image, size) for image in filled])
+
+
+def _decode_or_none(data: torch.Tensor, device: str | torch.device) -> torch.Tensor | None:
+    try:
+        return decode_jpegs([data], device)[0]
+    except RuntimeError:
+        return None

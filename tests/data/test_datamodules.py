@@ -206,3 +206,44 @@ def test_leak_aware_split_keeps_duplicates_together(synthetic, tmp_path):
     for part, indices in aware.split.to_dict().items():
         for i in indices:
             assert part_of.setdefault(names[i], part) == part
+
+
+def test_decode_on_device_matches_worker_decoding(synthetic, tmp_path):
+    """Bytes decoded in transfer_batch_to_device give the images the workers would decode."""
+    import shutil
+
+    root = tmp_path / "hk"
+    shutil.copytree(synthetic("hyperkvasir-unlabeled", n=12), root)
+    source = Source("hyperkvasir-unlabeled", str(root))
+    on_device = PretrainDataModule(source, size=32, decode_on_device=True, **LOADER)
+    in_workers = PretrainDataModule(source, size=32, **LOADER)
+    for dm in (on_device, in_workers):
+        dm.setup()
+    cpu = torch.device("cpu")
+    encoded = collate_samples([on_device.train_set[i] for i in range(4)], keys=("jpeg", "index"))
+    decoded = on_device.transfer_batch_to_device(encoded, cpu, 0)
+    expected = torch.stack([in_workers.train_set[i]["image"] for i in range(4)])
+    assert torch.equal(decoded["image"], expected) and "jpeg" not in decoded
+    on_device.train_set.paths[1].write_bytes(b"\xff\xd8\xff broken after indexing")
+    broken = collate_samples([on_device.train_set[i] for i in range(4)], keys=("jpeg", "index"))
+    with pytest.warns(UserWarning, match="replaced 1 undecodable JPEG"):
+        batch = on_device.transfer_batch_to_device(broken, cpu, 0)
+    assert batch["image"].shape == (4, 3, 32, 32)
+    fit(on_device, TinyModel(views=TwoViews.byol(size=24)))
+
+
+def test_decode_on_device_needs_jpegs(salted_folder):
+    root, _ = salted_folder
+    dm = PretrainDataModule(Source("folder", str(root)), decode_on_device=True, **LOADER)
+    with pytest.raises(InputError, match="decode_on_device needs JPEG files"):
+        dm.setup()
+
+
+def test_multiclass_nifti_segmentation_fits(acdc_root):
+    dm = SegmentationDataModule(
+        str(acdc_root), layout="acdc", split="leak-aware", size=32, **LOADER
+    )
+    model = fit(dm)
+    assert model.seen["mask"] > 0
+    patients = np.asarray(dm.dataset.case_ids)
+    assert not set(patients[dm.split.train]) & set(patients[dm.split.test])  # by patient
