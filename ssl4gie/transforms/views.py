@@ -127,6 +127,16 @@ class ViewRecipe(nn.Module):
         return torch.where(views[:, 3:] > 0.5, rgb, 0.0)
 
 
+def _one_each(
+    shared: ViewParams, blur_p: tuple[float, ...], solarize_p: tuple[float, ...]
+) -> list[tuple[ViewParams, int]]:
+    """One view per (blur, solarise) probability pair, otherwise ``shared``'s parameters."""
+    return [
+        (replace(shared, blur_p=blur, solarize_p=solarize), 1)
+        for blur, solarize in zip(blur_p, solarize_p, strict=True)
+    ]
+
+
 _BYOL = {"interpolation": "bicubic"}
 
 
@@ -185,11 +195,7 @@ class TwoViews(ViewRecipe):
             size, crop_scale, crop_ratio, flip_p, jitter, jitter_p, grayscale_p,
             blur_sigma=blur_sigma, interpolation=interpolation,
         )  # fmt: skip
-        groups = [
-            (replace(shared, blur_p=blur, solarize_p=solarize), 1)
-            for blur, solarize in zip(blur_p, solarize_p, strict=True)
-        ]
-        super().__init__(groups, mean, std, fov, fov_threshold)
+        super().__init__(_one_each(shared, blur_p, solarize_p), mean, std, fov, fov_threshold)
 
     @classmethod
     def byol(cls, **overrides: Any) -> TwoViews:
@@ -273,10 +279,7 @@ class MultiCrop(ViewRecipe):
             global_size, global_scale, crop_ratio, flip_p, jitter, jitter_p, grayscale_p,
             blur_sigma=blur_sigma, interpolation=interpolation,
         )  # fmt: skip
-        groups = [
-            (replace(shared, blur_p=blur, solarize_p=solarize), 1)
-            for blur, solarize in zip(global_blur_p, global_solarize_p, strict=True)
-        ]
+        groups = _one_each(shared, global_blur_p, global_solarize_p)
         local = replace(shared, size=local_size, crop_scale=local_scale, blur_p=local_blur_p)
         groups += [(local, num_local)] if num_local else []
         super().__init__(groups, mean, std, fov, fov_threshold)
