@@ -18,7 +18,8 @@ Classes are learnable from appearance: each HyperKvasir class has its own :class
 """
 
 from ssl4gie.data.synthetic.layouts import HYPERKVASIR_CLASSES, LAYOUTS, synthesize
-from ssl4gie.data.synthetic.render import MIN_SIZE, STYLES, Style, render_frame
+from ssl4gie.data.synthetic.render import MIN_SIZE, render_frame
+from ssl4gie.data.synthetic.styles import STYLES, Style
 
 __all__ = [
     "HYPERKVASIR_CLASSES",

@@ -24,7 +24,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ssl4gie._io import atomic_dir
-from ssl4gie.data.synthetic.render import MIN_SIZE, PLAIN, STYLES, render_frame
+from ssl4gie.data.synthetic.render import MIN_SIZE, render_frame
+from ssl4gie.data.synthetic.styles import PLAIN, STYLES
 from ssl4gie.errors import InputError, check_choice
 
 LAYOUTS = (
