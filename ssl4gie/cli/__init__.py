@@ -15,6 +15,7 @@ from ssl4gie.errors import InputError, did_you_mean
 GROUPS = {
     "data": ("ssl4gie.cli.data", "make synthetic datasets, index folders, look at SSL views"),
     "demo": ("ssl4gie.cli.demo", "the main job end to end on synthetic data (CPU, minutes)"),
+    "zoo": ("ssl4gie.cli.zoo", "list, export, convert and publish pretrained backbones"),
 }
 
 USAGE = (

@@ -1,53 +1,22 @@
 """The ``ssl4gie data`` command group: one subcommand per decorated function.
 
 A subcommand is a function ``(args: argparse.Namespace) -> int`` registered with
-:func:`_subcommand`, which also declares its options (``_arg(...)``, as for
-``add_argument``). Heavy imports happen inside the function, so ``--help`` stays fast. Usage
-errors become :class:`~ssl4gie.errors.InputError`: one line on stderr and exit code 2.
+``_subcommand`` (from :func:`ssl4gie.cli._args.subcommand_registry`), which also declares its
+options (``_arg(...)``, as for ``add_argument``). Heavy imports happen inside the function, so
+``--help`` stays fast. Usage errors become :class:`~ssl4gie.errors.InputError`: one line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from dataclasses import dataclass
 
+from ssl4gie.cli._args import _arg, _Parser, build_group_parser, subcommand_registry
 from ssl4gie.errors import InputError
 
-Run = Callable[[argparse.Namespace], int]
+__all__ = ["_Parser", "build_parser", "main"]  # _Parser: also used by cli/demo.py
 
-
-@dataclass(frozen=True)
-class _Subcommand:
-    name: str
-    summary: str
-    arguments: tuple[tuple[tuple[str, ...], dict], ...]
-    run: Run
-
-
-_SUBCOMMANDS: list[_Subcommand] = []
-
-
-def _arg(*flags: str, **options) -> tuple[tuple[str, ...], dict]:
-    """One option, as ``parser.add_argument(*flags, **options)`` takes it."""
-    return flags, options
-
-
-def _subcommand(name: str, summary: str, *arguments: tuple[tuple[str, ...], dict]):
-    """Register the decorated function as ``ssl4gie data <name>`` with ``arguments``."""
-
-    def register(run: Run) -> Run:
-        _SUBCOMMANDS.append(_Subcommand(name, summary, arguments, run))
-        return run
-
-    return register
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors raise :class:`InputError` (one line, exit 2)."""
-
-    def error(self, message: str):
-        raise InputError(f"{message}; run '{self.prog} --help' for the options")
+_SUBCOMMANDS, _subcommand = subcommand_registry()
 
 
 @_subcommand(
@@ -152,18 +121,9 @@ def show_views(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ssl4gie data`` parser with one subparser per registered subcommand."""
-    parser = _Parser(
-        prog="ssl4gie data", description="make synthetic datasets, index folders, look at SSL views"
+    return build_group_parser(
+        "ssl4gie data", "make synthetic datasets, index folders, look at SSL views", _SUBCOMMANDS
     )
-    subparsers = parser.add_subparsers(dest="subcommand", required=True, metavar="<subcommand>")
-    for command in _SUBCOMMANDS:
-        subparser = subparsers.add_parser(
-            command.name, help=command.summary, description=command.summary
-        )
-        for flags, options in command.arguments:
-            subparser.add_argument(*flags, **options)
-        subparser.set_defaults(run=command.run)
-    return parser
 
 
 def main(argv: list[str]) -> int:

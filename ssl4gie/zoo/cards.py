@@ -1,0 +1,151 @@
+"""The weights card: everything known about one set of pretrained backbone weights.
+
+A card is data (principle 9 of shared/STYLE.md): the zoo's cards live in ``cards.toml`` and a
+lab's own cards in its zoo index file. Fields are grouped like timm's ``PretrainedCfg``
+(``timm/models/_pretrained.py``): identity, input, source, provenance, results.
+
+Names follow the grammar ``{arch}-{method}-{data}``, e.g. ``resnet50-barlow-hk``:
+
+>>> parse_name("vitb16-mae-hk")
+ZooName(arch='vitb16', method='mae', data='hk')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ssl4gie.errors import InputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+_NAME = re.compile(r"^([a-z0-9]+)-([a-z0-9]+)-([a-z0-9]+)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+class ZooName(NamedTuple):
+    """The three parts of a zoo name ``{arch}-{method}-{data}``."""
+
+    arch: str
+    method: str
+    data: str
+
+
+def parse_name(name: str) -> ZooName:
+    """Split ``"resnet50-mocov3-in1k"`` into ``ZooName("resnet50", "mocov3", "in1k")``.
+
+    Each part is lower-case letters and digits; raises :class:`InputError` otherwise.
+    """
+    match = _NAME.match(name)
+    if match is None:
+        raise InputError(
+            f"zoo name {name!r} does not follow '{{arch}}-{{method}}-{{data}}' "
+            "(lower-case letters and digits, e.g. 'resnet50-barlow-hk')"
+        )
+    return ZooName(*match.groups())
+
+
+@dataclass(frozen=True)
+class WeightsCard:
+    """One set of backbone weights, described well enough to load, preprocess and cite it.
+
+    Example:
+        >>> card = WeightsCard(name="resnet18-simclr-hk", architecture="resnet18",
+        ...                    method="simclr", data="Hyperkvasir-unlabelled",
+        ...                    license="apache-2.0", available=False)
+        >>> card.source_kind
+        'none'
+    """
+
+    # identity
+    name: str
+    architecture: str  # timm model name, e.g. "vit_base_patch16_224"
+    method: str  # pretraining method, e.g. "mocov3", "supervised"
+    data: str  # pretraining data in words, e.g. "ImageNet-1k"
+    epochs: int | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)  # extra timm.create_model kwargs
+    # input: the eval preprocessing the weights expect
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    # source: a hub repo (safetensors, pinned revision) or an upstream file and its format
+    hub_id: str | None = None
+    revision: str | None = None  # 40-hex commit sha; None means the repo's main branch
+    url: str | None = None  # direct download of an upstream release file
+    format: str | None = None  # converter format of `url` or of the manual download
+    # provenance
+    license: str = ""  # SPDX-like id as the Hub spells it, e.g. "cc-by-nc-4.0"
+    paper: str | None = None
+    origin_url: str | None = None  # the page that releases the weights
+    sha256: str | None = None  # of the file at `url` (or the hub's model.safetensors)
+    hardware: str | None = None
+    notes: str | None = None
+    # results: downstream numbers where known, e.g. {"imagenet-1k linear top-1": 78.2}
+    results: dict[str, float] = field(default_factory=dict)
+    available: bool = False  # True only if the weights exist somewhere one can get them
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise InputError(f"weights card {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def source_kind(self) -> str:
+        """``"hub"``, ``"url"`` (downloaded and converted), ``"manual"`` or ``"none"``."""
+        if self.hub_id:
+            return "hub"
+        if self.url:
+            return "url"
+        return "manual" if self.available else "none"
+
+    def input_config(self) -> dict[str, Any]:
+        """The preprocessing as timm's ``pretrained_cfg`` keys (input_size, mean, std, ...)."""
+        keys = ("input_size", "mean", "std", "interpolation", "crop_pct")
+        return {key: getattr(self, key) for key in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able fields without the empty ones (for config.json and index files)."""
+        fields = dataclasses.asdict(self)
+        return {key: value for key, value in fields.items() if value not in (None, {}, "")}
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> WeightsCard:
+        """Build a card from a mapping (TOML/JSON); unknown keys raise :class:`InputError`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise InputError(f"weights card {fields.get('name')!r}: unknown fields {unknown}")
+        tuples = {key: tuple(fields[key]) for key in ("input_size", "mean", "std") if key in fields}
+        return cls(**{**fields, **tuples})
+
+
+def _problems(card: WeightsCard) -> list[str]:
+    """Everything wrong with ``card``, as short phrases (empty when the card is valid)."""
+    problems = []
+    if _NAME.match(card.name) is None:
+        problems.append("name must be '{arch}-{method}-{data}' in lower-case letters and digits")
+    if not card.license:
+        problems.append("license is empty (use e.g. 'cc-by-nc-4.0', 'mit' or 'unknown')")
+    if card.interpolation not in INTERPOLATIONS:
+        problems.append(f"interpolation must be one of {INTERPOLATIONS}")
+    if not 0 < card.crop_pct <= 1:
+        problems.append("crop_pct must be in (0, 1]")
+    if card.sha256 is not None and _SHA256.match(card.sha256) is None:
+        problems.append("sha256 must be 64 lower-case hex digits")
+    if card.revision is not None and _COMMIT.match(card.revision) is None:
+        problems.append("revision must be a 40-hex commit sha (pin it)")
+    if card.url and not card.format:
+        problems.append("a url needs the converter format of the file it serves")
+    if card.hub_id and card.url:
+        problems.append("give hub_id or url, not both")
+    if (card.hub_id or card.url) and not card.available:
+        problems.append("a card with a hub_id or url must say available = true")
+    if card.available and not (card.hub_id or card.url or card.origin_url):
+        problems.append("available weights need a hub_id, a url or an origin_url")
+    return problems
