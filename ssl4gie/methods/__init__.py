@@ -1,0 +1,41 @@
+"""Self-supervised pretraining methods as LightningModules on :class:`SSLMethod`.
+
+>>> method = create_method("mocov3", backbone="resnet18")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ssl4gie.errors import check_choice
+from ssl4gie.methods.barlow_twins import BarlowTwins
+from ssl4gie.methods.base import MomentumEncoder, NonFiniteLossError, Recipe, SSLMethod
+from ssl4gie.methods.byol import BYOL
+from ssl4gie.methods.mocov3 import MoCoV3
+from ssl4gie.methods.simclr import SimCLR
+
+__all__ = [
+    "BYOL",
+    "METHODS",
+    "BarlowTwins",
+    "MoCoV3",
+    "MomentumEncoder",
+    "NonFiniteLossError",
+    "Recipe",
+    "SSLMethod",
+    "SimCLR",
+    "create_method",
+]
+
+METHODS: dict[str, type[SSLMethod]] = {
+    "mocov3": MoCoV3,
+    "barlow_twins": BarlowTwins,
+    "byol": BYOL,
+    "simclr": SimCLR,
+}
+
+
+def create_method(name: str, **kwargs: Any) -> SSLMethod:
+    """The method ``name`` (a key of :data:`METHODS`) built with ``kwargs``; an unknown name
+    raises :class:`~ssl4gie.errors.InputError` with close matches."""
+    return METHODS[check_choice("method", name, METHODS)](**kwargs)

@@ -1,0 +1,74 @@
+"""Barlow Twins [Zbontar et al. 2021, "Barlow Twins: Self-Supervised Learning via Redundancy
+Reduction", arXiv:2103.03230; facebookresearch/barlowtwins]."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from ssl4gie.losses import barlow_twins_loss
+from ssl4gie.methods.base import VIT_RECIPE, ArchitectureKind, Recipe, SSLMethod
+from ssl4gie.methods.heads import mlp
+from ssl4gie.transforms.views import TwoViews
+
+__all__ = ["BarlowTwins"]
+
+
+class BarlowTwins(SSLMethod):
+    """Barlow Twins: the cross-correlation of the two views' projections is pushed to identity.
+
+    "The objective function [...] tries to equate the diagonal elements of the
+    cross-correlation matrix to 1, [and] the off-diagonal elements [...] to 0"
+    [Zbontar et al. 2021, Sec. 2]. Loss: :func:`~ssl4gie.losses.barlow_twins_loss`.
+
+    Official defaults (barlowtwins ``main.py``):
+
+    - projector ``num_features -> 8192 -> 8192 -> 8192`` (``--projector 8192-8192-8192``):
+      ``Linear(bias=False)``, BN, ReLU; last ``Linear(bias=False)``.
+    - ``lambd`` 0.0051.
+    - LARS, lr 0.2 per 256 images for weights and 0.0048 for biases and BN parameters
+      (``--learning-rate-weights/-biases``, here ``bias_lr_ratio = 0.0048 / 0.2``), wd 1.5e-6,
+      biases and BN excluded from weight decay and LARS adaptation, 10 warm-up epochs, cosine to
+      0.001 of the peak. ViTs: :data:`~ssl4gie.methods.base.VIT_RECIPE`.
+    - views: :meth:`TwoViews.barlow_twins`.
+
+    Args:
+        projector_dims: output widths of the projector layers ([8192, 8192, 8192]).
+        lambd: weight of the off-diagonal term (0.0051).
+        **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
+    """
+
+    RECIPES: ClassVar[dict[ArchitectureKind, Recipe]] = {
+        "cnn": Recipe(
+            "lars",
+            base_lr=0.2,
+            weight_decay=1.5e-6,
+            warmup_epochs=10,
+            min_lr_ratio=0.001,
+            bias_lr_ratio=0.0048 / 0.2,
+        ),
+        "vit": VIT_RECIPE,
+    }
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        projector_dims: list[int] | None = None,
+        lambd: float = 0.0051,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(backbone, **kwargs)
+        dims = [8192, 8192, 8192] if projector_dims is None else list(projector_dims)
+        self.projector = mlp([self.backbone.num_features, *dims], bias=False)
+        self.lambd = lambd
+
+    def default_views(self) -> nn.Module:
+        return TwoViews.barlow_twins()
+
+    def ssl_loss(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Two views ``[B, 3, h, w]`` -> Barlow Twins loss, each view its own batch."""
+        x1, x2 = views
+        z1 = self.projector(self.backbone(x1))  # [B, D]
+        z2 = self.projector(self.backbone(x2))
+        return barlow_twins_loss(z1, z2, self.lambd), {"embedding": z1}
