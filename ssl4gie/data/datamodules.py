@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -42,6 +43,12 @@ from ssl4gie.data.splits import (
 from ssl4gie.errors import InputError, check_choice
 
 log = logging.getLogger(__name__)
+# By design the LightningModule makes its views in on_after_batch_transfer and the DataModule
+# does not: Lightning's warning that it "will use the implementation from LightningModule" is
+# the intended behaviour, not a problem to report on every run.
+warnings.filterwarnings(
+    "ignore", message=r".*overridden `on_after_batch_transfer` in `LightningModule` but have passed"
+)
 
 LAYOUTS = {
     "folder": ds.ImageFolderDataset,
@@ -177,6 +184,8 @@ class PretrainDataModule(_LoaderModule):
             raise InputError("PretrainDataModule needs at least one source; give data.sources")
         self.size = size
         self.probe = probe
+        if probe is None:  # no validation loop at all (Lightning skips a hook that is None)
+            self.val_dataloader = None
         self.train_set: Dataset | None = None
         self.probe_set: Dataset | None = None
 
@@ -199,8 +208,8 @@ class PretrainDataModule(_LoaderModule):
             batch["image"] = decode_resize_batch(batch.pop("jpeg"), self.size, device)
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def val_dataloader(self) -> DataLoader | list:
-        return [] if self.probe_set is None else self._loader(self.probe_set, train=False)
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.probe_set, train=False)
 
 
 class TaskDataModule(_LoaderModule):
