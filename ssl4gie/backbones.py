@@ -30,12 +30,17 @@ def is_vit(model: nn.Module) -> bool:
 
 
 def check_timm_name(name: str) -> str:
-    """Return ``name`` if timm can build it, else raise InputError listing close matches."""
+    """Return ``name`` if timm can build it, else raise InputError listing close matches among
+    zoo names (``ssl4gie zoo list``) and timm names."""
+    from ssl4gie.zoo.registry import list_backbones
+
     architecture = name.split(".", 1)[0]
     if architecture not in _timm_names():
+        zoo_match = did_you_mean(name, list_backbones())
         raise InputError(
-            f"unknown backbone {name!r}{did_you_mean(architecture, _timm_names())}; "
-            "give a timm model name (timm.list_models()) or a zoo name"
+            f"unknown backbone {name!r}{zoo_match or did_you_mean(architecture, _timm_names())};"
+            " give a zoo name ('ssl4gie zoo list'), a timm model name (timm.list_models()), an"
+            " hf-hub: id, an export folder or a checkpoint"
         )
     return name
 

@@ -1,8 +1,8 @@
 """The ``ssl4gie`` command: one entry point, one module per command group.
 
-Each group module exposes ``main(argv: list[str]) -> int`` and is imported only when used, so
-``ssl4gie --help`` answers without importing torch. :class:`~ssl4gie.errors.InputError` from any
-group becomes one line on stderr and exit code 2.
+Each group is a function ``(argv: list[str]) -> int`` named ``"module:function"``, imported
+only when used, so ``ssl4gie --help`` answers without importing torch.
+:class:`~ssl4gie.errors.InputError` from any group becomes one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import sys
 from ssl4gie.errors import InputError, did_you_mean
 
 GROUPS = {
-    "data": ("ssl4gie.cli.data", "make synthetic datasets, index folders, look at SSL views"),
-    "demo": ("ssl4gie.cli.demo", "the main job end to end on synthetic data (CPU, minutes)"),
-    "zoo": ("ssl4gie.cli.zoo", "list, export, convert and publish pretrained backbones"),
+    "pretrain": ("ssl4gie.cli.lightning:pretrain", "self-supervised pretraining (LightningCLI)"),
+    "finetune": ("ssl4gie.cli.lightning:finetune", "fine-tune a backbone on a task (LightningCLI)"),
+    "data": ("ssl4gie.cli.data:main", "make synthetic datasets, index folders, look at SSL views"),
+    "zoo": ("ssl4gie.cli.zoo:main", "list, export, convert and publish pretrained backbones"),
+    "demo": ("ssl4gie.cli.demo:main", "the main job end to end on synthetic data (CPU, minutes)"),
 }
 
 USAGE = (
@@ -44,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    module = importlib.import_module(GROUPS[group][0])
+    module_name, function_name = GROUPS[group][0].split(":")
+    run = getattr(importlib.import_module(module_name), function_name)
     try:
-        return module.main(argv[1:])
+        return run(argv[1:])
     except InputError as err:
         print(f"ssl4gie {group}: error: {err}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -71,6 +72,17 @@ class Source:
     layout: str
     root: str
     options: dict[str, Any] = field(default_factory=dict)
+
+
+def check_source(source: Source) -> Source:
+    """Fail early, with one line, on an unknown layout or a root that does not exist."""
+    check_choice("dataset layout", source.layout, LAYOUTS)
+    if not Path(source.root).expanduser().exists():
+        raise InputError(
+            f"data root {source.root} does not exist; give the folder of the {source.layout} "
+            "dataset as unpacked from its release (see docs/architecture.md for layouts)"
+        )
+    return source
 
 
 def open_dataset(source: Source, size: int | Sequence[int]) -> Dataset:
@@ -179,11 +191,12 @@ class PretrainDataModule(_LoaderModule):
     ) -> None:
         super().__init__(batch_size, num_workers, drop_last)
         self.decode_on_device = decode_on_device
-        self.sources = [sources] if isinstance(sources, Source) else list(sources)
+        sources = [sources] if isinstance(sources, Source) else list(sources)
+        self.sources = [check_source(source) for source in sources]
         if not self.sources:
             raise InputError("PretrainDataModule needs at least one source; give data.sources")
         self.size = size
-        self.probe = probe
+        self.probe = None if probe is None else check_source(probe)
         if probe is None:  # no validation loop at all (Lightning skips a hook that is None)
             self.val_dataloader = None
         self.train_set: Dataset | None = None
@@ -252,8 +265,7 @@ class TaskDataModule(_LoaderModule):
         drop_last: bool = False,
     ) -> None:
         super().__init__(batch_size, num_workers, drop_last)
-        self.source = Source(layout or self.default_layout, root, dict(options or {}))
-        check_choice("dataset layout", self.source.layout, LAYOUTS)
+        self.source = check_source(Source(layout or self.default_layout, root, dict(options or {})))
         check_choice("split", split, ("ssl4gie", "leak-aware", "groups"))
         if split == "groups" and not (val_groups and test_groups):
             raise InputError("split 'groups' needs val_groups and test_groups (e.g. video names)")

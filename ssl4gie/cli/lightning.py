@@ -1,0 +1,124 @@
+"""``ssl4gie pretrain`` and ``ssl4gie finetune``: LightningCLI in subclass mode.
+
+Every plain LightningCLI flag works (``--trainer.devices 8 --trainer.strategy ddp
+--trainer.precision bf16-mixed --trainer.num_nodes 2``, ``--print_config``, ``--ckpt_path``).
+Defaults added here: a rich progress bar (unless ``--trainer.enable_progress_bar false``), a
+learning-rate monitor, checkpoints with
+``last.ckpt`` for resume, and CSV + TensorBoard loggers under ``runs/``.
+
+``--config`` takes a YAML path, or the name of a shipped config such as
+``pretrain/barlow_twins_resnet50_hk`` (the files under ``ssl4gie/configs/``, also reachable as
+``configs/`` in a clone).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ssl4gie.errors import InputError
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def shipped_config(value: str) -> str:
+    """``value`` if it is a file, else the shipped config it names, else ``value`` unchanged."""
+    if Path(value).is_file():
+        return value
+    name = value.removeprefix("configs/").removesuffix(".yaml")
+    candidate = CONFIGS / f"{name}.yaml"
+    return str(candidate) if candidate.is_file() else value
+
+
+def _resolve_configs(argv: list[str]) -> list[str]:
+    """Replace shipped config names after ``--config`` (or ``--config=``) by their paths."""
+    resolved = list(argv)
+    for i, arg in enumerate(resolved):
+        if arg == "--config" and i + 1 < len(resolved):
+            resolved[i + 1] = shipped_config(resolved[i + 1])
+        elif arg.startswith("--config="):
+            resolved[i] = "--config=" + shipped_config(arg.split("=", 1)[1])
+    return resolved
+
+
+def trainer_defaults(kind: str) -> dict[str, Any]:
+    """Loggers and checkpoints (with ``last.ckpt``) every run gets unless overridden."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def logger(name: str) -> dict[str, Any]:
+        return {"class_path": f"lightning.pytorch.loggers.{name}", "init_args": {
+            "save_dir": "runs", "name": kind}}  # fmt: skip
+
+    return {
+        "logger": [logger("CSVLogger"), logger("TensorBoardLogger")],
+        "callbacks": [ModelCheckpoint(save_last=True)],
+    }
+
+
+def run(kind: str, argv: list[str]) -> int:
+    """Run LightningCLI for ``kind`` (``pretrain`` or ``finetune``); return the exit code.
+
+    ``argv`` goes to LightningCLI as ``args`` while ``sys.argv`` stays whole, so that DDP's
+    launcher re-runs the full ``ssl4gie <kind> ...`` command in its child processes.
+    """
+    from lightning.pytorch.callbacks import RichProgressBar
+    from lightning.pytorch.cli import LightningCLI
+
+    class CLI(LightningCLI):
+        def instantiate_trainer(self, **kwargs: Any):
+            """Add the rich progress bar unless ``--trainer.enable_progress_bar false``."""
+            trainer = self._get(self.config_init, "trainer", default={})
+            if trainer.get("enable_progress_bar") is not False:
+                self.trainer_defaults["callbacks"] = [
+                    *self.trainer_defaults["callbacks"],
+                    RichProgressBar(),
+                ]
+            return super().instantiate_trainer(**kwargs)
+
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+
+    if kind == "pretrain":
+        from ssl4gie.data.datamodules import PretrainDataModule as data_class
+        from ssl4gie.methods import SSLMethod as model_class
+    else:
+        from ssl4gie.data.datamodules import TaskDataModule as data_class
+        from ssl4gie.tasks import TaskModule as model_class
+    try:
+        CLI(
+            model_class,
+            data_class,
+            subclass_mode_model=True,
+            subclass_mode_data=kind == "finetune",
+            args=_resolve_configs(argv),
+            trainer_defaults=trainer_defaults(kind),
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            parser_kwargs={"prog": f"ssl4gie {kind}"},
+        )
+    except Exception as err:
+        cause = _input_error_in(err)
+        if cause is None:
+            raise
+        raise cause from None
+    return 0
+
+
+def _input_error_in(err: BaseException) -> InputError | None:
+    """The InputError that caused ``err``, if any: jsonargparse wraps errors raised while it
+    instantiates classes, which would hide our one-line message in a traceback."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, InputError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def pretrain(argv: list[str]) -> int:
+    return run("pretrain", argv)
+
+
+def finetune(argv: list[str]) -> int:
+    return run("finetune", argv)

@@ -1,0 +1,146 @@
+"""``ssl4gie pretrain``: every shipped config through the real command, DDP, kill and resume.
+
+Each config runs in a subprocess as a user would run it, shrunk with command-line overrides to
+synthetic data and a tiny backbone, so a config that drifts from the code fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import ssl4gie
+
+CONFIGS = Path(ssl4gie.__file__).parent / "configs"
+CPU = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
+       "--trainer.precision", "32-true"]  # fmt: skip
+TINY_HEADS = {  # per method class: the smallest heads its arguments allow
+    "MoCoV3": {"mlp_dim": 32, "dim": 16},
+    "BYOL": {"mlp_dim": 32, "dim": 16},
+    "SimCLR": {"mlp_dim": 32, "dim": 16},
+    "BarlowTwins": {"projector_dims": [32, 32]},
+}
+TINY_VIEWS = {"class_path": "ssl4gie.transforms.TwoViews", "init_args": {"size": 32}}
+
+
+def ssl4gie_command(*argv: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "ssl4gie.cli", *argv]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def shrink(config: Path, data_root: Path) -> list[str]:
+    """Overrides that make ``config`` run in seconds on synthetic data and a CPU."""
+    model = yaml.safe_load(config.read_text())["model"]
+    arguments = model["init_args"]
+    vit = arguments["backbone"].startswith("vit")
+    tiny = {
+        "backbone": "vit_tiny_patch16_224" if vit else "resnet18",
+        "backbone_kwargs": {"img_size": 32} if vit else None,
+        "views": TINY_VIEWS,
+        **TINY_HEADS[model["class_path"].rsplit(".", 1)[1]],
+    }
+    overrides = []
+    for key, value in tiny.items():
+        overrides += [
+            f"--model.init_args.{key}",
+            value if isinstance(value, str) else json.dumps(value),
+        ]
+    sources = [{"layout": "hyperkvasir-unlabeled", "root": str(data_root)}]
+    return [*overrides, "--data.sources", json.dumps(sources),
+            "--data.size", "48", "--data.batch_size", "4", "--data.num_workers", "0"]  # fmt: skip
+
+
+PRETRAIN_CONFIGS = sorted(CONFIGS.glob("pretrain/*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", PRETRAIN_CONFIGS, ids=lambda path: path.stem)
+def test_every_pretrain_config_runs(config, synthetic, tmp_path):
+    root = synthetic("hyperkvasir-unlabeled", n=16)
+    result = ssl4gie_command(
+        "pretrain", "fit", "--config", f"pretrain/{config.stem}", *CPU,
+        "--trainer.fast_dev_run", "2", *shrink(config, root), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "`Trainer.fit` stopped: `max_steps=2` reached" in result.stdout + result.stderr
+
+
+BARLOW = CONFIGS / "pretrain" / "barlow_twins_resnet50_hk.yaml"
+
+
+def pretrain_argv(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["pretrain", "fit", "--config", str(BARLOW), *shrink(BARLOW, root),
+            "--trainer.default_root_dir", str(out), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_two_process_cpu_ddp_pretrains_and_its_checkpoint_loads(synthetic, tmp_path):
+    root = synthetic("hyperkvasir-unlabeled", n=16)
+    argv = pretrain_argv(root, tmp_path / "run", "--trainer.accelerator", "cpu",
+                         "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                         "--trainer.precision", "32-true", "--trainer.max_steps", "2")  # fmt: skip
+    result = ssl4gie_command(*argv, cwd=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stdout + result.stderr
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["global_step"] == 2
+    model = ssl4gie.load_backbone(checkpoint)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, model.num_features)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_step_count(synthetic, tmp_path):
+    """SIGKILL after the first checkpoint, restart with --ckpt_path last: same steps in all."""
+    root = synthetic("hyperkvasir-unlabeled", n=16)  # 4 steps per epoch at batch 4
+    epochs = ["--trainer.max_epochs", "4", *CPU]
+    killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
+    command = [sys.executable, "-m", "ssl4gie.cli", *pretrain_argv(root, killed_dir, *epochs)]
+    run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    last = killed_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    assert run.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    steps_at_kill = torch.load(last, weights_only=True)["global_step"]
+    assert 0 < steps_at_kill < 16
+
+    resumed = ssl4gie_command(*pretrain_argv(root, killed_dir, *epochs, "--ckpt_path", "last"),
+                              cwd=tmp_path)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    whole = ssl4gie_command(*pretrain_argv(root, whole_dir, *epochs), cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    whole_steps = torch.load(whole_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert torch.load(last, weights_only=True)["global_step"] == whole_steps["global_step"] == 16
+
+
+def test_bad_input_is_one_line_and_exit_2(synthetic, tmp_path):
+    root = synthetic("hyperkvasir-unlabeled", n=16)
+    base = ["pretrain", "fit", "--config", "pretrain/barlow_twins_resnet50_hk", *CPU]
+    cases = {
+        "--model.init_args.backbone=resnet50-barlow-hkk": "did you mean 'resnet50-barlow-hk'",
+        "--data.sources=[{layout: folder, root: /no/such/folder}]": "does not exist",
+        "--data.batch_size=many": "Expected a <class 'int'>",
+        "--model.init_args.bakbone=resnet18": "Option 'bakbone' is not accepted",
+    }
+    data = ["--data.sources", f"[{{layout: hyperkvasir-unlabeled, root: {root}}}]"]
+    for override, message in cases.items():
+        extra = [override] if override.startswith("--data.sources") else [*data, override]
+        result = ssl4gie_command(*base, *extra, cwd=tmp_path, timeout=120)
+        assert result.returncode == 2, (override, result.stderr[-2000:])
+        assert message in result.stderr, (override, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr
