@@ -54,7 +54,7 @@ def shrink(config: Path, data_root: Path) -> list[str]:
             f"--model.init_args.{key}",
             value if isinstance(value, str) else json.dumps(value),
         ]
-    sources = [{"layout": "hyperkvasir-unlabeled", "root": str(data_root)}]
+    sources = [{"layout": "hyperkvasir-unlabeled", "root": str(data_root), "options": {}}]
     return [*overrides, "--data.sources", json.dumps(sources),
             "--data.size", "48", "--data.batch_size", "4", "--data.num_workers", "0"]  # fmt: skip
 
@@ -144,3 +144,38 @@ def test_bad_input_is_one_line_and_exit_2(synthetic, tmp_path):
         assert result.returncode == 2, (override, result.stderr[-2000:])
         assert message in result.stderr, (override, result.stderr[-2000:])
         assert "Traceback" not in result.stderr
+
+
+FINETUNE_CONFIGS = sorted(CONFIGS.glob("finetune/*.yaml"))
+FINETUNE_DATA = {  # the synthetic layout (and frame count) each task's config reads
+    "ClassificationDataModule": ("hyperkvasir-labeled", 120),
+    "SegmentationDataModule": (None, 40),  # the config's own layout
+    "DetectionDataModule": ("kvasir-seg", 40),
+    "DepthDataModule": ("c3vd", 88),  # 22 videos: the config's val/test videos exist
+}
+TINY_TASK = {"DetectionTask": {"rois_per_image": 16}}
+
+
+def shrink_finetune(config: Path, synthetic) -> list[str]:
+    spec = yaml.safe_load(config.read_text())
+    data_class = spec["data"]["class_path"].rsplit(".", 1)[1]
+    layout, n = FINETUNE_DATA[data_class]
+    root = synthetic(layout or spec["data"]["init_args"]["layout"], n=n)
+    model_class = spec["model"]["class_path"].rsplit(".", 1)[1]
+    overrides = {"backbone": "resnet18", **TINY_TASK.get(model_class, {})}
+    argv = []
+    for key, value in overrides.items():
+        argv += [f"--model.init_args.{key}", str(value)]
+    return [*argv, "--data.init_args.root", str(root), "--data.init_args.size", "64",
+            "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0"]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", FINETUNE_CONFIGS, ids=lambda path: path.stem)
+def test_every_finetune_config_runs(config, synthetic, tmp_path):
+    result = ssl4gie_command(
+        "finetune", "fit", "--config", f"finetune/{config.stem}", *CPU,
+        "--trainer.fast_dev_run", "1", *shrink_finetune(config, synthetic), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "validation metrics" in result.stdout

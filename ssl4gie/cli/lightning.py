@@ -62,19 +62,23 @@ def run(kind: str, argv: list[str]) -> int:
     ``argv`` goes to LightningCLI as ``args`` while ``sys.argv`` stays whole, so that DDP's
     launcher re-runs the full ``ssl4gie <kind> ...`` command in its child processes.
     """
-    from lightning.pytorch.callbacks import RichProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
     from lightning.pytorch.cli import LightningCLI
 
     class CLI(LightningCLI):
         def instantiate_trainer(self, **kwargs: Any):
-            """Add the rich progress bar unless ``--trainer.enable_progress_bar false``."""
+            """Add the rich progress bar and the learning-rate monitor where the run has a
+            progress bar and a logger (``--trainer.enable_progress_bar/logger false``)."""
             trainer = self._get(self.config_init, "trainer", default={})
-            if trainer.get("enable_progress_bar") is not False:
-                self.trainer_defaults["callbacks"] = [
-                    *self.trainer_defaults["callbacks"],
-                    RichProgressBar(),
-                ]
+            extra = [RichProgressBar()] if trainer.get("enable_progress_bar") is not False else []
+            if trainer.get("logger") is not False:
+                extra.append(LearningRateMonitor(logging_interval="step"))
+            self.trainer_defaults["callbacks"] = [*self.trainer_defaults["callbacks"], *extra]
             return super().instantiate_trainer(**kwargs)
+
+        def after_fit(self) -> None:
+            if kind == "finetune" and self.trainer.is_global_zero:
+                print_metrics(self.trainer.callback_metrics, self.trainer.checkpoint_callback)
 
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
@@ -114,6 +118,23 @@ def _input_error_in(err: BaseException) -> InputError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def print_metrics(metrics: dict[str, Any], checkpoint) -> None:
+    """The validation metrics at the end of a fine-tune, as a small table on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="validation metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in sorted(metrics.items()):
+        if name.startswith("val_"):
+            table.add_row(name, f"{float(value):.4f}")
+    best = getattr(checkpoint, "best_model_path", "")
+    if best:
+        table.caption = f"best checkpoint: {best}"
+    Console().print(table)
 
 
 def pretrain(argv: list[str]) -> int:

@@ -12,6 +12,7 @@ HyperKvasir ``task``, the ImageNet ``split``, the C3VD ``videos``) go in ``Sourc
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import warnings
@@ -88,7 +89,15 @@ def check_source(source: Source) -> Source:
 def open_dataset(source: Source, size: int | Sequence[int]) -> Dataset:
     """Build the reader for ``source`` at a fixed ``size``."""
     check_choice("dataset layout", source.layout, LAYOUTS)
-    return LAYOUTS[source.layout](source.root, size=size, **source.options)
+    reader = LAYOUTS[source.layout]
+    accepted = set(inspect.signature(reader).parameters) - {"root", "size"}
+    unknown = sorted(set(source.options) - accepted)
+    if unknown:
+        raise InputError(
+            f"layout {source.layout!r} takes no option {unknown[0]!r}; its options are: "
+            f"{', '.join(sorted(accepted)) or 'none'}"
+        )
+    return reader(source.root, size=size, **source.options)
 
 
 def default_num_workers() -> int:

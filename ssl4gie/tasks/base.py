@@ -142,6 +142,7 @@ class TaskModule(L.LightningModule):
             )
         if layer_decay is not None and not 0 < layer_decay <= 1:
             raise InputError(f"layer_decay must be in (0, 1] (MAE: 0.75), got {layer_decay}")
+        self.frozen = freeze_backbone  # an attribute: subclasses may derive it (e.g. from mode)
         self.backbone = create_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
         self.mean, self.std = backbone_mean_std(self.backbone)
         self.augment = (
@@ -184,7 +185,7 @@ class TaskModule(L.LightningModule):
     def train(self, mode: bool = True) -> TaskModule:
         """Set train/eval mode; a frozen backbone stays in eval mode (batch-norm stats kept)."""
         super().train(mode)
-        if self.hparams.freeze_backbone:
+        if getattr(self, "frozen", False):  # train() also runs inside nn.Module.__init__
             self.backbone.eval()
         return self
 
@@ -323,6 +324,20 @@ class TaskModule(L.LightningModule):
             group["params"] = [p for p in group["params"] if p.requires_grad]
         head = [p for p in trainable if id(p) not in in_backbone]
         return [group for group in groups if group["params"]] + [{"params": head}]
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Keep the checkpoint with the best ``monitor`` (as SSL4GIE keeps the best validation
+        epoch) and ``last.ckpt`` for resume; it replaces the Trainer's plain checkpointing."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        return [
+            ModelCheckpoint(
+                monitor=self.monitor,
+                mode=self.monitor_mode,
+                save_last=True,
+                filename="best-{epoch}-{" + self.monitor + ":.4f}",
+            )
+        ]
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(

@@ -178,7 +178,7 @@ class ClassificationTask(TaskModule):
 
     def forward(self, images: Tensor) -> Tensor:
         """Normalised images ``[B, 3, H, W]`` -> logits ``[B, num_classes]`` (linear head)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.hparams.freeze_backbone):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             features = self.backbone(images)
         return self.head(features)
 
