@@ -75,3 +75,31 @@ def save_grid(
         figure.savefig(handle, format="png", dpi=100)
     plt.close(figure)
     return path
+
+
+def save_curves(
+    panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]],
+    path: str | os.PathLike,
+    xlabel: str = "epoch",
+) -> Path:
+    """Save line plots, one panel per key of ``panels``, one line per ``name: (x, y)`` in it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    for axis, (title, lines) in zip(axes[0], panels.items(), strict=True):
+        for name, (x, y) in lines.items():
+            axis.plot(x, y, marker="o" if len(x) < 30 else None, markersize=3, label=name)
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel(xlabel)
+        axis.grid(alpha=0.3)
+        if len(lines) > 1:
+            axis.legend(fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_file(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)
+    return path

@@ -102,30 +102,36 @@ def test_two_process_cpu_ddp_pretrains_and_its_checkpoint_loads(synthetic, tmp_p
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_step_count(synthetic, tmp_path):
-    """SIGKILL after the first checkpoint, restart with --ckpt_path last: same steps in all."""
+    """SIGKILL after the first checkpoint, restart with --ckpt_path last (default loggers, so
+    the restart logs into a new version folder): the same step count as an unbroken run."""
     root = synthetic("hyperkvasir-unlabeled", n=16)  # 4 steps per epoch at batch 4
-    epochs = ["--trainer.max_epochs", "4", *CPU]
-    killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
-    command = [sys.executable, "-m", "ssl4gie.cli", *pretrain_argv(root, killed_dir, *epochs)]
-    run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)  # fmt: skip
-    last = killed_dir / "checkpoints" / "last.ckpt"
+    argv = ["pretrain", "fit", "--config", str(BARLOW), *shrink(BARLOW, root), *CPU,
+            "--trainer.max_epochs", "4", "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    killed.mkdir()
+    run = subprocess.Popen([sys.executable, "-m", "ssl4gie.cli", *argv], cwd=killed,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = killed / "runs" / "pretrain" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
-    while not last.exists() and run.poll() is None and time.monotonic() < deadline:
+    while not first.exists() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     assert run.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    steps_at_kill = torch.load(last, weights_only=True)["global_step"]
-    assert 0 < steps_at_kill < 16
+    assert 0 < torch.load(first, weights_only=True)["global_step"] < 16
 
-    resumed = ssl4gie_command(*pretrain_argv(root, killed_dir, *epochs, "--ckpt_path", "last"),
-                              cwd=tmp_path)  # fmt: skip
+    resumed = ssl4gie_command(*argv, "--ckpt_path", "last", cwd=killed)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    whole = ssl4gie_command(*pretrain_argv(root, whole_dir, *epochs), cwd=tmp_path)
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    whole_steps = torch.load(whole_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert torch.load(last, weights_only=True)["global_step"] == whole_steps["global_step"] == 16
+    restored = f"Restoring states from the checkpoint path at {first.relative_to(killed)}"
+    assert restored in resumed.stdout + resumed.stderr  # resumed, not restarted from scratch
+    whole.mkdir()
+    assert ssl4gie_command(*argv, cwd=whole).returncode == 0
+    steps = [
+        torch.load(folder / "runs/pretrain" / version / "checkpoints/last.ckpt",
+                   weights_only=True)["global_step"]
+        for folder, version in ((killed, "version_1"), (whole, "version_0"))
+    ]  # fmt: skip
+    assert steps == [16, 16]
 
 
 def test_bad_input_is_one_line_and_exit_2(synthetic, tmp_path):

@@ -6,6 +6,8 @@ Defaults added here: a rich progress bar (unless ``--trainer.enable_progress_bar
 learning-rate monitor, checkpoints with
 ``last.ckpt`` for resume, and CSV + TensorBoard loggers under ``runs/``.
 
+``--ckpt_path last`` resumes the newest run of that kind under ``runs/``.
+
 ``--config`` takes a YAML path, or the name of a shipped config such as
 ``pretrain/barlow_twins_resnet50_hk`` (the files under ``ssl4gie/configs/``, also reachable as
 ``configs/`` in a clone).
@@ -42,18 +44,36 @@ def _resolve_configs(argv: list[str]) -> list[str]:
     return resolved
 
 
-def trainer_defaults(kind: str) -> dict[str, Any]:
-    """Loggers and checkpoints (with ``last.ckpt``) every run gets unless overridden."""
+def _resolve_last(argv: list[str], kind: str) -> list[str]:
+    """``--ckpt_path last`` -> the newest ``runs/<kind>/*/checkpoints/last.ckpt``.
+
+    Every run logs into a new ``runs/<kind>/version_N`` folder, where Lightning's own ``last``
+    would not look; with no such file (e.g. ``--trainer.logger false``) Lightning's rule applies.
+    """
+    resolved = list(argv)
+    for i, arg in enumerate(resolved):
+        if arg == "--ckpt_path=last" or (arg == "--ckpt_path" and argv[i + 1 : i + 2] == ["last"]):
+            found = sorted(Path("runs", kind).glob("*/checkpoints/last.ckpt"),
+                           key=lambda path: path.stat().st_mtime)  # fmt: skip
+            if found:
+                position = i if "=" in arg else i + 1
+                resolved[position] = ("--ckpt_path=" if "=" in arg else "") + str(found[-1])
+    return resolved
+
+
+def trainer_defaults() -> dict[str, Any]:
+    """Checkpoints with ``last.ckpt`` for resume, whatever else a config sets."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    def logger(name: str) -> dict[str, Any]:
-        return {"class_path": f"lightning.pytorch.loggers.{name}", "init_args": {
-            "save_dir": "runs", "name": kind}}  # fmt: skip
+    return {"callbacks": [ModelCheckpoint(save_last=True)]}
 
-    return {
-        "logger": [logger("CSVLogger"), logger("TensorBoardLogger")],
-        "callbacks": [ModelCheckpoint(save_last=True)],
-    }
+
+def default_loggers(kind: str) -> list:
+    """CSV and TensorBoard loggers writing into one ``runs/<kind>/version_N`` folder."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    csv = CSVLogger("runs", name=kind)
+    return [csv, TensorBoardLogger("runs", name=kind, version=csv.version)]
 
 
 def run(kind: str, argv: list[str]) -> int:
@@ -70,6 +90,8 @@ def run(kind: str, argv: list[str]) -> int:
             """Add the rich progress bar and the learning-rate monitor where the run has a
             progress bar and a logger (``--trainer.enable_progress_bar/logger false``)."""
             trainer = self._get(self.config_init, "trainer", default={})
+            if trainer.get("logger") is None:  # not set by the user: CSV + TensorBoard
+                kwargs["logger"] = default_loggers(kind)
             extra = [RichProgressBar()] if trainer.get("enable_progress_bar") is not False else []
             if trainer.get("logger") is not False:
                 extra.append(LearningRateMonitor(logging_interval="step"))
@@ -94,8 +116,8 @@ def run(kind: str, argv: list[str]) -> int:
             data_class,
             subclass_mode_model=True,
             subclass_mode_data=kind == "finetune",
-            args=_resolve_configs(argv),
-            trainer_defaults=trainer_defaults(kind),
+            args=_resolve_last(_resolve_configs(argv), kind),
+            trainer_defaults=trainer_defaults(),
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
             parser_kwargs={"prog": f"ssl4gie {kind}"},

@@ -265,6 +265,12 @@ class SSLMethod(L.LightningModule):
     def on_train_start(self) -> None:
         self._last_optimizer_step = self.trainer.global_step
         self._total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        if self.trainer.world_size > 1:
+            # seed_everything gives every process the same RNG, so the image at a batch position
+            # would get the same crop and colour draws on every GPU; offset each process's RNG
+            # (one shared draw + rank: still deterministic, and resumed runs do the same)
+            shared = int(torch.randint(0, 2**31 - 1, (1,)))
+            torch.manual_seed(shared + self.global_rank)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         views = batch["views"]
