@@ -11,19 +11,27 @@ from ssl4gie.errors import check_choice
 from ssl4gie.methods.barlow_twins import BarlowTwins
 from ssl4gie.methods.base import MomentumEncoder, NonFiniteLossError, Recipe, SSLMethod
 from ssl4gie.methods.byol import BYOL
+from ssl4gie.methods.dino import DINO
+from ssl4gie.methods.mae import MAE
 from ssl4gie.methods.mocov3 import MoCoV3
 from ssl4gie.methods.simclr import SimCLR
+from ssl4gie.methods.simmim import MaskedImageModeling
+from ssl4gie.methods.swav import SwAV
 
 __all__ = [
     "BYOL",
+    "DINO",
+    "MAE",
     "METHODS",
     "BarlowTwins",
+    "MaskedImageModeling",
     "MoCoV3",
     "MomentumEncoder",
     "NonFiniteLossError",
     "Recipe",
     "SSLMethod",
     "SimCLR",
+    "SwAV",
     "create_method",
 ]
 
@@ -32,6 +40,10 @@ METHODS: dict[str, type[SSLMethod]] = {
     "barlow_twins": BarlowTwins,
     "byol": BYOL,
     "simclr": SimCLR,
+    "dino": DINO,
+    "mae": MAE,
+    "simmim": MaskedImageModeling,
+    "swav": SwAV,
 }
 
 

@@ -65,7 +65,7 @@ def _train_step(method: SSLMethod, views: list[torch.Tensor], average) -> dict[s
 
 def _ddp_job(rank: int, world_size: int) -> dict[str, Any]:
     results = {}
-    for name in METHODS:
+    for name in HEADS:
         method = distributed_batchnorm(_method(name), torch.device("cpu"), world_size)
         converted = sum(isinstance(m, GlobalBatchNorm) for m in method.modules())
         step = _train_step(method, _views(rank), lambda g: all_reduce_sum(g) / world_size)
@@ -80,12 +80,12 @@ def ranks() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def joint() -> dict[str, dict]:
-    return {name: _train_step(_method(name), _views(), lambda g: g) for name in METHODS}
+    return {name: _train_step(_method(name), _views(), lambda g: g) for name in HEADS}
 
 
 @pytest.mark.ddp
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", list(HEADS))
 def test_every_batchnorm_is_global(name: str, ranks: list[dict]) -> None:
     plain = sum(
         isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d) for m in _method(name).modules()
@@ -95,7 +95,7 @@ def test_every_batchnorm_is_global(name: str, ranks: list[dict]) -> None:
 
 @pytest.mark.ddp
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", list(HEADS))
 def test_mean_rank_loss_is_joint_loss(name: str, ranks: list[dict], joint: dict) -> None:
     mean = torch.stack([r[name]["loss"] for r in ranks]).mean()
     torch.testing.assert_close(mean, joint[name]["loss"])
@@ -103,7 +103,7 @@ def test_mean_rank_loss_is_joint_loss(name: str, ranks: list[dict], joint: dict)
 
 @pytest.mark.ddp
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", list(HEADS))
 def test_averaged_grads_are_joint_grads(name: str, ranks: list[dict], joint: dict) -> None:
     for r in ranks:
         assert r[name]["grads"].keys() == joint[name]["grads"].keys()
@@ -112,7 +112,7 @@ def test_averaged_grads_are_joint_grads(name: str, ranks: list[dict], joint: dic
 
 @pytest.mark.ddp
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", list(HEADS))
 def test_state_after_step_and_ema_is_joint_state(name: str, ranks: list[dict], joint: dict) -> None:
     for r in ranks:
         torch.testing.assert_close(dict(r[name]["state"]), dict(joint[name]["state"]))
