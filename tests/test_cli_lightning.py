@@ -23,13 +23,20 @@ import ssl4gie
 CONFIGS = Path(ssl4gie.__file__).parent / "configs"
 CPU = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
        "--trainer.precision", "32-true"]  # fmt: skip
-TINY_HEADS = {  # per method class: the smallest heads its arguments allow
-    "MoCoV3": {"mlp_dim": 32, "dim": 16},
-    "BYOL": {"mlp_dim": 32, "dim": 16},
-    "SimCLR": {"mlp_dim": 32, "dim": 16},
-    "BarlowTwins": {"projector_dims": [32, 32]},
+MULTI_CROP = {"class_path": "ssl4gie.transforms.MultiCrop",
+              "init_args": {"global_size": 32, "local_size": 16, "num_local": 2}}  # fmt: skip
+ONE_CROP = {"class_path": "ssl4gie.transforms.MaskedViewCrop", "init_args": {"size": 32}}
+TWO_VIEWS = {"class_path": "ssl4gie.transforms.TwoViews", "init_args": {"size": 32}}
+TINY = {  # per method class: the smallest heads its arguments allow, and 32 px views
+    "MoCoV3": {"mlp_dim": 32, "dim": 16, "views": TWO_VIEWS},
+    "BYOL": {"mlp_dim": 32, "dim": 16, "views": TWO_VIEWS},
+    "SimCLR": {"mlp_dim": 32, "dim": 16, "views": TWO_VIEWS},
+    "BarlowTwins": {"projector_dims": [32, 32], "views": TWO_VIEWS},
+    "DINO": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "views": MULTI_CROP},
+    "SwAV": {"hidden_dim": 32, "dim": 16, "num_prototypes": 16, "views": MULTI_CROP},
+    "MAE": {"decoder_width": 32, "decoder_depth": 1, "decoder_heads": 2, "views": ONE_CROP},
+    "MaskedImageModeling": {"mask_patch_size": 16, "views": ONE_CROP},
 }
-TINY_VIEWS = {"class_path": "ssl4gie.transforms.TwoViews", "init_args": {"size": 32}}
 
 
 def ssl4gie_command(*argv: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -41,12 +48,11 @@ def shrink(config: Path, data_root: Path) -> list[str]:
     """Overrides that make ``config`` run in seconds on synthetic data and a CPU."""
     model = yaml.safe_load(config.read_text())["model"]
     arguments = model["init_args"]
-    vit = arguments["backbone"].startswith("vit")
+    transformer = arguments["backbone"].startswith(("vit", "swin"))
     tiny = {
-        "backbone": "vit_tiny_patch16_224" if vit else "resnet18",
-        "backbone_kwargs": {"img_size": 32} if vit else None,
-        "views": TINY_VIEWS,
-        **TINY_HEADS[model["class_path"].rsplit(".", 1)[1]],
+        "backbone": "vit_tiny_patch16_224" if transformer else "resnet18",
+        "backbone_kwargs": {"img_size": 32} if transformer else None,
+        **TINY[model["class_path"].rsplit(".", 1)[1]],
     }
     overrides = []
     for key, value in tiny.items():
