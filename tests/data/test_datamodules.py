@@ -181,7 +181,7 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
         SegmentationDataModule(str(tmp_path), layout="kvasir-sge")
     with pytest.raises(InputError, match="needs val_groups and test_groups"):
         DepthDataModule(str(tmp_path), split="groups")
-    with pytest.raises(InputError, match="data root .*missing does not exist"):
+    with pytest.raises(InputError, match=r"data root .*missing does not exist"):
         SegmentationDataModule(str(tmp_path / "missing"))
     with pytest.raises(InputError, match="Kvasir-SEG not found: expected"):
         SegmentationDataModule(str(tmp_path)).setup()  # exists, but not in the layout
