@@ -17,7 +17,7 @@ def test_demo_smoke_runs_every_step_and_reports_measured_numbers(tmp_path, capsy
         for init in ("pretrained", "random")
     }  # fmt: skip
     assert all(0.0 <= float(value) <= 1.0 for *_, value in rows)
-    for png in ("views", "pretrain_loss", "finetune_curves"):
+    for png in ("views", "pretrain_loss", "finetune_curves", "segmentation_predictions"):
         assert (out / f"{png}.png").stat().st_size > 1000
     with open(out / "logs" / "pretrain" / "metrics.csv", newline="") as handle:
         assert any(row.get("train/loss_step") for row in csv.DictReader(handle))

@@ -91,7 +91,7 @@ def pretrain_argv(root: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.ddp
-def test_two_process_cpu_ddp_pretrains_and_its_checkpoint_loads(synthetic, tmp_path):
+def test_two_process_cpu_ddp_pretrains_then_finetunes_from_its_checkpoint(synthetic, tmp_path):
     root = synthetic("hyperkvasir-unlabeled", n=16)
     argv = pretrain_argv(root, tmp_path / "run", "--trainer.accelerator", "cpu",
                          "--trainer.devices", "2", "--trainer.strategy", "ddp",
@@ -104,6 +104,20 @@ def test_two_process_cpu_ddp_pretrains_and_its_checkpoint_loads(synthetic, tmp_p
     assert state["global_step"] == 2
     model = ssl4gie.load_backbone(checkpoint)
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, model.num_features)
+
+    labeled = synthetic("hyperkvasir-labeled", n=120)
+    finetune = ssl4gie_command(
+        "finetune", "fit", "--config", "finetune/landmarks", "--trainer.accelerator", "cpu",
+        "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.precision", "32-true",
+        "--trainer.max_steps", "2", "--trainer.logger", "false",
+        "--trainer.default_root_dir", str(tmp_path / "ft"), "--model.init_args.backbone",
+        str(checkpoint), "--data.init_args.root", str(labeled), "--data.init_args.size", "32",
+        "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0",
+        cwd=tmp_path, timeout=400,
+    )  # fmt: skip
+    assert finetune.returncode == 0, finetune.stderr[-3000:]
+    assert "validation metrics" in finetune.stdout  # printed once, by rank 0
+    assert finetune.stdout.count("validation metrics") == 1
 
 
 @pytest.mark.slow

@@ -9,8 +9,8 @@ in this run:
 3. ``zoo``: the encoder exported into the local zoo folder and loaded back by name with
    :func:`ssl4gie.load_backbone`.
 4. ``finetune``: landmark classification and polyp segmentation, each from the pretrained
-   encoder and from random initialisation; test metrics in a table, curves and a segmentation
-   overlay as PNGs.
+   encoder and from random initialisation; test metrics of the final weights in a table,
+   curves and a segmentation overlay as PNGs.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset(16, 46, 12, 64, 32, 1, 1, 8),
-    "quick": Preset(256, 460, 128, 128, 64, 8, 8, 32),
+    "quick": Preset(192, 460, 128, 128, 64, 12, 8, 32),
     "full": Preset(8000, 4600, 1000, 256, 224, 100, 50, 128),
 }
 
@@ -102,6 +102,7 @@ def trainer(out: Path, name: str, epochs: int, device: str):
         precision="bf16-mixed" if device == "cuda" else "32-true",
         logger=CSVLogger(out / "logs", name=name, version=""),
         default_root_dir=out / name,
+        enable_checkpointing=False,  # one checkpoint at the end of pretraining is all we need
         enable_model_summary=False,
         log_every_n_steps=1,
     )
@@ -116,7 +117,7 @@ def pretrain(out: Path, root: Path, preset: Preset, args) -> Path:
     method = BarlowTwins(
         "resnet18",
         projector_dims=[1024, 1024],
-        views=TwoViews.barlow_twins(size=preset.load, fov=True),
+        views=TwoViews.barlow_twins(size=preset.load),
         warmup_epochs=1,
     )
     data = PretrainDataModule(
@@ -127,7 +128,9 @@ def pretrain(out: Path, root: Path, preset: Preset, args) -> Path:
     )
     run = trainer(out, "pretrain", preset.pretrain_epochs, args.device)
     run.fit(method, datamodule=data)
-    return Path(run.checkpoint_callback.last_model_path or run.checkpoint_callback.best_model_path)
+    checkpoint = out / "pretrain" / "last.ckpt"
+    run.save_checkpoint(checkpoint)
+    return checkpoint
 
 
 def publish_locally(out: Path, checkpoint: Path, preset: Preset) -> str:
@@ -175,7 +178,7 @@ def finetune(out: Path, roots: dict[str, Path], backbone: str, preset: Preset, a
     for task, (model, data, metric) in jobs.items():
         run = trainer(out, f"{task}-{init}", preset.finetune_epochs, args.device)
         run.fit(model, datamodule=data)
-        (tested,) = run.test(model, datamodule=data, ckpt_path="best", verbose=False)
+        (tested,) = run.test(model, datamodule=data, verbose=False)  # the final weights
         results[task] = (metric, tested[metric])
     return results
 
@@ -205,7 +208,7 @@ def save_report(out: Path) -> list[Path]:
         save_curves(pretraining, out / "pretrain_loss.png", xlabel="step"),
         save_curves(panels, out / "finetune_curves.png"),
     ]
-    overlays = sorted((out / "segmentation-pretrained").rglob("val_epoch*.png"))
+    overlays = sorted((logs / "segmentation-pretrained").rglob("val_epoch*.png"))
     if overlays:
         written.append(Path(shutil.copy(overlays[-1], out / "segmentation_predictions.png")))
     return written
