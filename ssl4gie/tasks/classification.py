@@ -102,17 +102,11 @@ class ClassificationTask(TaskModule):
         backbone: str = "resnet50",
         num_classes: int = 6,
         mode: Mode = "finetune",
-        pretrained: bool | None = None,
-        backbone_kwargs: dict[str, Any] | None = None,
         class_weighted: bool = True,
         quadratic_kappa: bool = False,
         knn_k: int = 20,
         knn_temperature: float = 0.07,
-        lr: float = 1e-4,
-        weight_decay: float = 0.01,
-        layer_decay: float | None = None,
-        patience: int = 10,
-        augment: nn.Module | None = None,
+        **kwargs: Any,
     ) -> None:
         if num_classes < 2:
             raise InputError(f"num_classes must be >= 2, got {num_classes}")
@@ -124,17 +118,7 @@ class ClassificationTask(TaskModule):
             )
         self.num_classes, self.mode = num_classes, mode
         self.bank: tuple[Tensor, Tensor] | None = None
-        super().__init__(
-            backbone,
-            pretrained,
-            backbone_kwargs,
-            freeze_backbone=mode != "finetune",
-            lr=lr,
-            weight_decay=weight_decay,
-            layer_decay=layer_decay,
-            patience=patience,
-            augment=augment,
-        )
+        super().__init__(backbone, freeze_backbone=mode != "finetune", **kwargs)
         self.register_buffer("class_weight", torch.ones(num_classes))
 
     def configure_models(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics import MetricCollection
 
 from ssl4gie.errors import InputError
@@ -52,28 +52,11 @@ class DepthTask(TaskModule):
         backbone: str = "resnet50",
         alpha: float = 0.1,
         dpt_blocks: list[int] | None = None,
-        pretrained: bool | None = None,
-        backbone_kwargs: dict[str, Any] | None = None,
-        freeze_backbone: bool = False,
-        lr: float = 1e-4,
-        weight_decay: float = 0.01,
-        layer_decay: float | None = None,
-        patience: int = 10,
-        augment: nn.Module | None = None,
+        **kwargs: Any,
     ) -> None:
         if alpha < 0:
             raise InputError(f"alpha must be >= 0, got {alpha}")
-        super().__init__(
-            backbone,
-            pretrained,
-            backbone_kwargs,
-            freeze_backbone,
-            lr,
-            weight_decay,
-            layer_decay,
-            patience,
-            augment,
-        )
+        super().__init__(backbone, **kwargs)
 
     def configure_models(self) -> None:
         encoder = pyramid_encoder(self.backbone, self.hparams.dpt_blocks)

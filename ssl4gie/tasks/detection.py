@@ -94,14 +94,7 @@ class DetectionTask(TaskModule):
         num_classes: int = 2,
         window_size: int | None = None,
         rois_per_image: int = 512,
-        pretrained: bool | None = None,
-        backbone_kwargs: dict[str, Any] | None = None,
-        freeze_backbone: bool = False,
-        lr: float = 1e-4,
-        weight_decay: float = 0.01,
-        layer_decay: float | None = None,
-        patience: int = 10,
-        augment: nn.Module | None = None,
+        **kwargs: Any,
     ) -> None:
         if num_classes < 2:
             raise InputError(
@@ -110,17 +103,7 @@ class DetectionTask(TaskModule):
         if window_size is not None and window_size < 1:
             raise InputError(f"window_size must be >= 1 or null, got {window_size}")
         self.num_classes = num_classes
-        super().__init__(
-            backbone,
-            pretrained,
-            backbone_kwargs,
-            freeze_backbone,
-            lr,
-            weight_decay,
-            layer_decay,
-            patience,
-            augment,
-        )
+        super().__init__(backbone, **kwargs)
 
     def configure_models(self) -> None:
         if is_vit(self.backbone):

@@ -89,14 +89,7 @@ class SegmentationTask(TaskModule):
         decoder: Decoder = "deeplabv3plus",
         loss: Literal["dice", "dice_bce"] = "dice",
         dpt_blocks: list[int] | None = None,
-        pretrained: bool | None = None,
-        backbone_kwargs: dict[str, Any] | None = None,
-        freeze_backbone: bool = False,
-        lr: float = 1e-4,
-        weight_decay: float = 0.01,
-        layer_decay: float | None = None,
-        patience: int = 10,
-        augment: nn.Module | None = None,
+        **kwargs: Any,
     ) -> None:
         if num_classes < 2:
             raise InputError(
@@ -108,17 +101,7 @@ class SegmentationTask(TaskModule):
                 f"{list(LOSSES)}, got {decoder!r} and {loss!r}"
             )
         self.num_classes = num_classes
-        super().__init__(
-            backbone,
-            pretrained,
-            backbone_kwargs,
-            freeze_backbone,
-            lr,
-            weight_decay,
-            layer_decay,
-            patience,
-            augment,
-        )
+        super().__init__(backbone, **kwargs)
 
     @property
     def channels(self) -> int:
