@@ -116,9 +116,12 @@ class ClassificationTask(TaskModule):
             raise InputError(
                 f"need knn_k >= 1 and knn_temperature > 0, got {knn_k}, {knn_temperature}"
             )
+        frozen = mode != "finetune"
+        if kwargs.pop("freeze_backbone", frozen) != frozen:  # saved in checkpoints' hparams
+            raise InputError("set mode='linear' (frozen) or 'finetune', not freeze_backbone")
         self.num_classes, self.mode = num_classes, mode
         self.bank: tuple[Tensor, Tensor] | None = None
-        super().__init__(backbone, freeze_backbone=mode != "finetune", **kwargs)
+        super().__init__(backbone, freeze_backbone=frozen, **kwargs)
         self.register_buffer("class_weight", torch.ones(num_classes))
 
     def configure_models(self) -> None:

@@ -99,6 +99,9 @@ def test_fit_and_test_write_metrics_and_pictures(synthetic, tmp_path, task, back
     checkpoint_dir = Path(fit.checkpoint_callback.best_model_path).parent
     written = json.loads((checkpoint_dir / "test_metrics.json").read_text())
     assert written == pytest.approx({key: results[key] for key in written})
+    reloaded = type(model).load_from_checkpoint(fit.checkpoint_callback.best_model_path)
+    weights = model.state_dict()  # the best checkpoint's, loaded by test
+    assert all(torch.equal(v, weights[k]) for k, v in reloaded.state_dict().items())
 
 
 def landmarks(synthetic, size=64, **kwargs) -> ClassificationDataModule:
