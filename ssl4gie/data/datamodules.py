@@ -246,10 +246,12 @@ class TaskDataModule(_LoaderModule):
             the dataset's known sequences/videos before a stratified group split; ``"groups"``
             uses the named ``val_groups``/``test_groups`` (C3VD videos, as in SSL4GIE).
         fractions: train/val/test fractions (SSL4GIE: 80/10/10).
-        seed: fixes the split and the label-fraction subset.
+        seed: fixes the split, and the label-fraction subset unless ``label_seed`` is given.
         label_fraction: keep this stratified fraction of the training labels (nested across
             fractions for one seed: the 1% subset lies inside the 10% one).
         labels_per_class: keep this many training images per class instead.
+        label_seed: draws the label-fraction subset (None: ``seed``); vary it alone to repeat a
+            fraction over several subsets of one fixed split.
         options: layout options passed to the reader (e.g. ``{"task": "landmarks"}``).
     """
 
@@ -267,6 +269,7 @@ class TaskDataModule(_LoaderModule):
         seed: int = 0,
         label_fraction: float | None = None,
         labels_per_class: int | None = None,
+        label_seed: int | None = None,
         val_groups: list[str] | None = None,
         test_groups: list[str] | None = None,
         leak_threshold: int = DEFAULT_THRESHOLD,
@@ -280,6 +283,7 @@ class TaskDataModule(_LoaderModule):
             raise InputError("split 'groups' needs val_groups and test_groups (e.g. video names)")
         self.size, self.split_name, self.fractions, self.seed = size, split, fractions, seed
         self.label_fraction, self.labels_per_class = label_fraction, labels_per_class
+        self.label_seed = seed if label_seed is None else label_seed
         self.val_groups, self.test_groups = val_groups, test_groups
         self.leak_threshold = leak_threshold
         self.dataset: Dataset | None = None
@@ -295,7 +299,7 @@ class TaskDataModule(_LoaderModule):
         if self.label_fraction is not None or self.labels_per_class is not None:
             labels = np.asarray(self._labels())[train]
             kept = label_fraction_indices(
-                labels, self.label_fraction, self.labels_per_class, self.seed
+                labels, self.label_fraction, self.labels_per_class, self.label_seed
             )
             train = train[kept]
         self.parts = {

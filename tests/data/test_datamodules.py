@@ -110,6 +110,22 @@ def test_classification_label_fraction_is_stratified(synthetic):
     assert torch.all(half.class_counts() <= full.class_counts())
 
 
+
+def test_label_seed_draws_another_subset_of_the_same_split(synthetic):
+    root = str(synthetic("hyperkvasir-labeled", n=120))
+
+    def parts(**kwargs):
+        dm = ClassificationDataModule(
+            root, options={"task": "landmarks"}, size=32, label_fraction=0.3, **kwargs, **LOADER
+        )
+        dm.setup()
+        return {name: set(part.indices) for name, part in dm.parts.items()}
+
+    default, same, other = parts(), parts(label_seed=0), parts(label_seed=1)
+    assert default == same
+    assert other["val"] == default["val"] and other["test"] == default["test"]
+    assert other["train"] != default["train"] and len(other["train"]) == len(default["train"])
+
 @pytest.mark.parametrize(
     "make",
     [
