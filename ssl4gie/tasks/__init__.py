@@ -5,6 +5,14 @@ from ssl4gie.tasks.base import TaskModule
 from ssl4gie.tasks.classification import ClassificationTask
 from ssl4gie.tasks.depth import DepthTask
 from ssl4gie.tasks.detection import DetectionTask
+from ssl4gie.tasks.meta_embedding import MetaEmbeddingClassifier
 from ssl4gie.tasks.segmentation import SegmentationTask
 
-__all__ = ["ClassificationTask", "DepthTask", "DetectionTask", "SegmentationTask", "TaskModule"]
+__all__ = [
+    "ClassificationTask",
+    "DepthTask",
+    "DetectionTask",
+    "MetaEmbeddingClassifier",
+    "SegmentationTask",
+    "TaskModule",
+]

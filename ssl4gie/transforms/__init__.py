@@ -2,7 +2,8 @@
 
 Views (:mod:`.views`) turn a uint8 or [0, 1] float batch into a list of normalised views;
 fine-tuning augmentations (:mod:`.finetune`) move masks, boxes and depth with the image;
-:mod:`.fov` estimates endoscopy field-of-view masks.
+:mod:`.fov` estimates endoscopy field-of-view masks; :mod:`.shifts` makes controlled acquisition
+shifts (white balance, blur, JPEG, resolution, field of view) for robustness tests.
 """
 
 from ssl4gie.transforms.finetune import (
@@ -13,6 +14,7 @@ from ssl4gie.transforms.finetune import (
     TaskAugment,
 )
 from ssl4gie.transforms.fov import estimate_fov, fov_boxes
+from ssl4gie.transforms.shifts import SHIFTS, ShiftedLoader, apply_shift
 from ssl4gie.transforms.views import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -29,16 +31,19 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "RECIPES",
+    "SHIFTS",
     "ClassificationAugment",
     "DepthAugment",
     "DetectionAugment",
     "MaskedViewCrop",
     "MultiCrop",
     "SegmentationAugment",
+    "ShiftedLoader",
     "TaskAugment",
     "TwoViews",
     "ViewParams",
     "ViewRecipe",
+    "apply_shift",
     "estimate_fov",
     "fov_boxes",
     "recipe_by_name",
