@@ -69,20 +69,18 @@ def save_grid(
                 axis.imshow(_as_hwc(row[c]), cmap="gray" if row[c].ndim == 2 else None)
             if r == 0 and titles is not None and c < len(titles):
                 axis.set_title(titles[c], fontsize=8)
-    figure.tight_layout()
-    path = Path(path)
-    with atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=100)
-    plt.close(figure)
-    return path
+    return _save_figure(figure, path)
 
 
 def save_curves(
     panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]],
     path: str | os.PathLike,
     xlabel: str = "epoch",
+    xscale: str = "linear",
+    ylabel: str | None = None,
 ) -> Path:
-    """Save line plots, one panel per key of ``panels``, one line per ``name: (x, y)`` in it."""
+    """Save line plots, one panel per key of ``panels``, one line per ``name: (x, y)`` in it
+    (``xscale="log"`` for label counts)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,9 +92,42 @@ def save_curves(
             axis.plot(x, y, marker="o" if len(x) < 30 else None, markersize=3, label=name)
         axis.set_title(title, fontsize=9)
         axis.set_xlabel(xlabel)
+        axis.set_xscale(xscale)
+        if ylabel:
+            axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3)
         if len(lines) > 1:
             axis.legend(fontsize=8)
+    return _save_figure(figure, path)
+
+
+def save_bars(
+    panels: dict[str, dict[str, tuple[float, float]]], path: str | os.PathLike, ylabel: str = ""
+) -> Path:
+    """Save bar charts, one panel per key of ``panels``, one bar ``name: (mean, std)`` each with
+    its standard deviation as an error bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    widest = max(len(bars) for bars in panels.values())
+    size = (max(3.0, 0.5 * widest + 1.5) * len(panels), 3.4)
+    figure, axes = plt.subplots(1, len(panels), figsize=size, squeeze=False)
+    for axis, (title, bars) in zip(axes[0], panels.items(), strict=True):
+        names = list(bars)
+        axis.bar(range(len(names)), [bars[n][0] for n in names],
+                 yerr=[bars[n][1] for n in names], capsize=3, color="tab:blue")  # fmt: skip
+        axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        axis.set_title(title, fontsize=9)
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3, axis="y")
+    return _save_figure(figure, path)
+
+
+def _save_figure(figure, path: str | os.PathLike) -> Path:
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path = Path(path)
     with atomic_file(path, "wb") as handle:

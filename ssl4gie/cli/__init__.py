@@ -17,6 +17,7 @@ GROUPS = {
     "finetune": ("ssl4gie.cli.lightning:finetune", "fine-tune a backbone on a task (LightningCLI)"),
     "data": ("ssl4gie.cli.data:main", "make synthetic datasets, index folders, look at SSL views"),
     "zoo": ("ssl4gie.cli.zoo:main", "list, export, convert and publish pretrained backbones"),
+    "study": ("ssl4gie.cli.study:main", "rerun a seed study on your data: grid, tables, figures"),
     "demo": ("ssl4gie.cli.demo:main", "the main job end to end on synthetic data (CPU, minutes)"),
 }
 

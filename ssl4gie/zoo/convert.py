@@ -26,6 +26,7 @@ be dropped (each conversion lists them); any other missing or unexpected key is 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pickle
 from dataclasses import dataclass, field
@@ -279,11 +280,20 @@ def convert_lightning(checkpoint: dict) -> Converted:
 
 
 def _backbone_architecture(backbone: str) -> tuple[str, dict[str, Any]]:
+    """The timm architecture and model arguments behind a ``backbone`` hyperparameter: a timm
+    name, a zoo name (its card's) or an export folder (its ``config.json``'s), e.g. when
+    pretraining continued from other weights."""
     from ssl4gie.zoo.registry import backbone_card, is_zoo_name
 
     if is_zoo_name(backbone):
         card = backbone_card(backbone)
         return card.architecture, dict(card.model_args)
+    config = Path(backbone) / "config.json"
+    if config.is_file():
+        exported = json.loads(config.read_text(encoding="utf-8"))
+        model_args = dict(exported.get("model_args") or {})
+        model_args.pop("num_classes", None)
+        return exported["architecture"], model_args
     return backbone, {}
 
 
