@@ -32,6 +32,7 @@ def check_config(config: StudyConfig) -> list[str]:
     for name, spec in config.tasks.items():
         if spec is not None:
             problems += [f"tasks.{name}: {p}" for p in _task_problems(spec)]
+    problems += _override_problems(config)
     problems += _grid_problems(config)
     if config.study in STUDIES:
         problems += STUDIES[config.study].requirements(config)
@@ -140,6 +141,26 @@ def _task_problems(spec) -> list[str]:
         check_source(Source(layout, str(args.get("root")), dict(args.get("options") or {})))
     except InputError as err:
         problems.append(str(err))
+    return problems
+
+
+def _override_problems(config: StudyConfig) -> list[str]:
+    """Task arguments a backbone entry adds (``model``) that a task's class does not take."""
+    from ssl4gie.studies.cells import task_recipe
+
+    problems = []
+    for task_name, task in config.tasks.items():
+        try:
+            accepted = accepted_arguments(task_recipe(task).model_class) if task else None
+        except InputError:
+            continue  # reported with the task
+        for name, backbone in config.backbones.items():
+            unknown = sorted(set(backbone.model) - accepted) if backbone and accepted else []
+            problems += [
+                f"backbones.{name}.model: the {task_name} task takes no argument "
+                f"{key!r}{did_you_mean(key, accepted)}"
+                for key in unknown
+            ]
     return problems
 
 

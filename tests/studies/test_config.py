@@ -23,6 +23,7 @@ def test_every_problem_is_listed_before_anything_runs(study_files, tmp_path):
             "typo": {"backbone": "resnet5O"},
             "fused": {"members": ["typo", "missing"]},
             "extra": {"backbone": "test_resnet", "colour": "red"},
+            "decay": {"backbone": "test_resnet", "model": {"layer_decayy": 0.75}},
         },
         tasks={
             "landmarks": {
@@ -45,6 +46,7 @@ def test_every_problem_is_listed_before_anything_runs(study_files, tmp_path):
         "backbones.typo: unknown backbone 'resnet5O'",
         "member 'missing'",
         "backbones.extra: unknown key 'colour'",
+        "backbones.decay.model: the landmarks task takes no argument 'layer_decayy'",
         "takes no argument 'lrr'",
         "nowhere does not exist",
         "tasks.unknown: fine-tune config 'finetune/no_such_config'",
