@@ -6,7 +6,8 @@ Defaults added here: a rich progress bar (unless ``--trainer.enable_progress_bar
 learning-rate monitor, checkpoints with
 ``last.ckpt`` for resume, and CSV + TensorBoard loggers under ``runs/``.
 
-``--ckpt_path last`` resumes the newest run of that kind under ``runs/``.
+``--ckpt_path last`` resumes the newest run of that kind under ``runs/``; ``--ckpt_path best``
+tests the best checkpoint of the newest fine-tuning run.
 
 ``--config`` takes a YAML path, or the name of a shipped config such as
 ``pretrain/barlow_twins_resnet50_hk`` (the files under ``ssl4gie/configs/``, also reachable as
@@ -44,20 +45,30 @@ def _resolve_configs(argv: list[str]) -> list[str]:
     return resolved
 
 
-def _resolve_last(argv: list[str], kind: str) -> list[str]:
-    """``--ckpt_path last`` -> the newest ``runs/<kind>/*/checkpoints/last.ckpt``.
+CHECKPOINT_PATTERNS = {"last": "last.ckpt", "best": "best-*.ckpt"}
+
+
+def _resolve_checkpoint(argv: list[str], kind: str) -> list[str]:
+    """``--ckpt_path last|best`` -> that checkpoint of the newest run of ``kind`` under ``runs/``.
 
     Every run logs into a new ``runs/<kind>/version_N`` folder, where Lightning's own ``last``
-    would not look; with no such file (e.g. ``--trainer.logger false``) Lightning's rule applies.
+    would not look, and a new process has no ``best`` (the best checkpoint of the run that
+    just fitted): ``last`` is the newest ``*/checkpoints/last.ckpt``, ``best`` the newest
+    ``*/checkpoints/best-*.ckpt`` (what a task keeps). With no such file (e.g.
+    ``--trainer.logger false``) Lightning's own rule applies.
     """
     resolved = list(argv)
     for i, arg in enumerate(resolved):
-        if arg == "--ckpt_path=last" or (arg == "--ckpt_path" and argv[i + 1 : i + 2] == ["last"]):
-            found = sorted(Path("runs", kind).glob("*/checkpoints/last.ckpt"),
-                           key=lambda path: path.stat().st_mtime)  # fmt: skip
-            if found:
-                position = i if "=" in arg else i + 1
-                resolved[position] = ("--ckpt_path=" if "=" in arg else "") + str(found[-1])
+        value = arg.split("=", 1)[1] if arg.startswith("--ckpt_path=") else None
+        if arg == "--ckpt_path" and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value not in CHECKPOINT_PATTERNS:
+            continue
+        found = sorted(Path("runs", kind).glob(f"*/checkpoints/{CHECKPOINT_PATTERNS[value]}"),
+                       key=lambda path: path.stat().st_mtime)  # fmt: skip
+        if found:
+            position = i if "=" in arg else i + 1
+            resolved[position] = ("--ckpt_path=" if "=" in arg else "") + str(found[-1])
     return resolved
 
 
@@ -116,7 +127,7 @@ def run(kind: str, argv: list[str]) -> int:
             data_class,
             subclass_mode_model=True,
             subclass_mode_data=kind == "finetune",
-            args=_resolve_last(_resolve_configs(argv), kind),
+            args=_resolve_checkpoint(_resolve_configs(argv), kind),
             trainer_defaults=trainer_defaults(),
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,

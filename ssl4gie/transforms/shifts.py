@@ -97,6 +97,8 @@ SHIFTS: dict[str, Callable[[Tensor, int], Tensor]] = {
     "resolution": resolution,
     "fov": fov,
 }
+"""Shift name -> ``(images uint8 [B, 3, H, W], severity 1..5) -> shifted images`` of the same
+shape; :func:`apply_shift` applies one to a batch dict."""
 
 
 def _to_uint8(images: Tensor) -> Tensor:

@@ -110,7 +110,6 @@ def test_classification_label_fraction_is_stratified(synthetic):
     assert torch.all(half.class_counts() <= full.class_counts())
 
 
-
 def test_label_seed_draws_another_subset_of_the_same_split(synthetic):
     root = str(synthetic("hyperkvasir-labeled", n=120))
 
@@ -125,6 +124,7 @@ def test_label_seed_draws_another_subset_of_the_same_split(synthetic):
     assert default == same
     assert other["val"] == default["val"] and other["test"] == default["test"]
     assert other["train"] != default["train"] and len(other["train"]) == len(default["train"])
+
 
 @pytest.mark.parametrize(
     "make",

@@ -167,12 +167,17 @@ def test_fit_through_the_command_line(synthetic, tmp_path):
     common += ["--trainer.default_root_dir", str(tmp_path), "--trainer.max_epochs", "1"]
     common += ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
 
-    def run(*extra):
-        command = [sys.executable, "-m", "ssl4gie.cli", "finetune", "fit", *common, *extra]
+    def run(*extra, stage="fit"):
+        command = [sys.executable, "-m", "ssl4gie.cli", "finetune", stage, *common, *extra]
         return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
     bad = run("--model.decoder", "pspnet")
     assert bad.returncode != 0 and "pspnet" in bad.stderr
-    good = run("--model.decoder", "unet", "--trainer.enable_progress_bar", "false")
+    unet = ["--model.decoder", "unet", "--trainer.enable_progress_bar", "false"]
+    good = run(*unet)
     assert good.returncode == 0, good.stderr[-2000:]
     assert list(tmp_path.rglob("convergence.json")) and list(tmp_path.rglob("val_epoch000.png"))
+    (best,) = tmp_path.glob("runs/finetune/version_0/checkpoints/best-*.ckpt")
+    tested = run(*unet, "--ckpt_path", "best", stage="test")  # a new process: no "best" known
+    assert tested.returncode == 0, tested.stderr[-2000:]
+    assert (best.parent / "test_metrics.json").is_file()
