@@ -9,6 +9,8 @@ the report from all shards' cells.
 
 from __future__ import annotations
 
+import functools
+
 from ssl4gie.cli._args import _Parser
 from ssl4gie.cli.lightning import CONFIGS, shipped_config
 
@@ -47,7 +49,7 @@ def main(argv: list[str]) -> int:
     if args.report_only:
         print(f"report: {render_report(config)}")
         return 0
-    outcome = run_study(config, args.shard)
+    outcome = run_study(config, args.shard, echo=functools.partial(print, flush=True))
     print(
         f"{len(outcome.ran)} cells run, {len(outcome.skipped)} finished before, "
         f"{len(outcome.failed)} failed; report: {outcome.report}"

@@ -75,12 +75,12 @@ def collect(config: StudyConfig) -> Results:
     return Results(config, cells)
 
 
-def formatted(summary: tuple[float, float, int] | None, bold: bool = False) -> str:
+def formatted(summary: tuple[float, float, int] | None, bold: bool = False, digits: int = 3) -> str:
     """``"0.812 ± 0.010"`` (``"0.812"`` for one seed), bold for the best, ``"–"`` when missing."""
     if summary is None:
         return "–"
     mean, std, n = summary
-    text = f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+    text = f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
     return f"**{text}**" if bold else text
 
 

@@ -141,6 +141,11 @@ def label_efficiency(results: Results, folder: Path) -> list[str]:
     return [*sections, "![label efficiency](label_efficiency.png)"]
 
 
+def _monitor(results: Results, task: str) -> str:
+    """The validation metric ``task`` monitors (``val_dice``), from its first finished cell."""
+    return next((c["monitor"] for c in results.select(task=task)), "")
+
+
 def _epochs_to(cell: dict, percent: str = "95") -> float | None:
     where = cell["convergence"].get(percent)
     return None if where is None else where["epoch"] + 1
@@ -168,14 +173,14 @@ def convergence(results: Results, folder: Path) -> list[str]:
         row = [b]
         for task in config.tasks:
             summary = results.summary(_epochs_to, task=task, backbone=b, **setting)
-            row.append(formatted(summary).replace(".000", ""))
+            row.append(formatted(summary, digits=1))
             if baseline:
                 reference = results.summary(_epochs_to, task=task, backbone=baseline, **setting)
                 ratio = reference[0] / summary[0] if summary and reference else None
                 row.append("–" if ratio is None else f"{ratio:.2f}")
         rows.append(row)
     panels = {
-        task: {
+        f"{task}: {_monitor(results, task)}": {
             b: _mean_history(results.select(task=task, backbone=b, **setting))
             for b in config.backbones
         }
@@ -319,3 +324,5 @@ STUDIES: dict[str, Study] = {
         "wild-vs-self needs shifts and/or cka: true",
     ),
 }
+"""Study name -> :class:`Study`: the name of ``ssl4gie study <name>`` and of a config's
+``study`` key, which picks what the config must hold and the report it gets."""
