@@ -23,6 +23,7 @@ where in the image they respond.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -92,10 +93,12 @@ def block_features(backbone: nn.Module, images: Tensor) -> list[Tensor]:
     """One pooled feature per block of a timm backbone, in eval mode and without gradients.
 
     The blocks are those of timm's ``forward_intermediates`` (and ``feature_info``): for a ResNet
-    the stem and the four stages (5), for a ViT every transformer block (12 for ViT-Ti/S/B).
+    the stem and the four stages (5), for a ViT every transformer block (12 for ViT-Ti/S/B). A
+    timm ``features_only`` net (the encoder of a segmentation task) gives its feature maps.
 
     Args:
-        backbone: a timm model with ``forward_intermediates`` (most timm architectures).
+        backbone: a timm model with ``forward_intermediates`` (most timm architectures) or a
+            timm ``features_only`` net.
         images: normalised ``[B, 3, H, W]`` on the backbone's device.
 
     Returns:
@@ -108,13 +111,17 @@ def block_features(backbone: nn.Module, images: Tensor) -> list[Tensor]:
         >>> [f.shape[1] for f in block_features(model, torch.randn(2, 3, 64, 64))]
         [64, 64, 128, 256, 512]
     """
-    if not hasattr(backbone, "forward_intermediates"):
+    if hasattr(backbone, "forward_intermediates"):
+        forward = functools.partial(backbone.forward_intermediates, intermediates_only=True)
+    elif hasattr(backbone, "feature_info"):  # timm features_only nets (segmentation encoders)
+        forward = backbone
+    else:
         raise InputError(
             f"{type(backbone).__name__} has no forward_intermediates; use a timm backbone that "
             "has it (timm >= 1.0: ResNet, ViT, Swin, ConvNeXt, ...)"
         )
     with _eval_mode(backbone):
-        maps = backbone.forward_intermediates(images, intermediates_only=True)
+        maps = forward(images)
     return [feature.reshape(*feature.shape[:2], -1).mean(dim=2) for feature in maps]
 
 

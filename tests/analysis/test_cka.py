@@ -104,3 +104,16 @@ def test_different_networks_are_less_similar_than_one_with_itself():
     a, b = tiny("resnet18"), tiny("resnet18")  # two random initialisations
     values = layerwise_cka(a, b, [torch.randn(16, 3, 32, 32)])
     assert all(0 <= v <= 1 for v in values) and min(values) < 0.99
+
+
+def test_a_segmentation_encoder_gives_the_same_blocks_as_its_backbone():
+    """A CNN segmentation task's backbone is a timm features_only net sharing the weights."""
+    from ssl4gie.tasks import SegmentationTask
+
+    task = SegmentationTask("resnet18", decoder="fpn")
+    plain = tiny("resnet18")
+    plain.load_state_dict(task.backbone.state_dict(), strict=False)
+    images = torch.randn(2, 3, 64, 64)
+    encoder, reference = block_features(task.backbone, images), block_features(plain, images)
+    assert [f.shape for f in encoder] == [f.shape for f in reference]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(encoder, reference, strict=True))

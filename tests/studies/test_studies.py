@@ -156,6 +156,7 @@ def test_wild_vs_self_shifts_and_cka(study_files):
     simclr = str(study_files.folder / "simclr.yaml")
     path = study_files(
         "wild-vs-self",
+        tasks={"polyps": {"config": str(study_files.folder / "polyps.yaml")}},
         trainer={"max_epochs": 1},
         shifts={"blur": [2, 5], "fov": [3]},
         cka=True,
@@ -166,7 +167,7 @@ def test_wild_vs_self_shifts_and_cka(study_files):
     )
     config = load_config(path)
     assert not run_study(config, **SILENT).failed
-    assert (config.out_dir / "pretrain" / "self__landmarks" / "backbone").is_dir()
+    assert (config.out_dir / "pretrain" / "self__polyps" / "backbone").is_dir()
     result = json.loads(next(config.out_dir.glob("cells/*self*/result.json")).read_text())
     assert set(result["shifts"]) == {"blur", "fov"} and set(result["shifts"]["blur"]) == {"2", "5"}
     assert len(result["cka"]) == 5 and all(0.0 <= v <= 1.0 + 1e-6 for v in result["cka"])
