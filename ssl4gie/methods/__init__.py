@@ -45,9 +45,17 @@ METHODS: dict[str, type[SSLMethod]] = {
     "simmim": MaskedImageModeling,
     "swav": SwAV,
 }
+"""Method name -> class: the names :func:`create_method` takes (the class paths of the pretrain
+configs are ``ssl4gie.methods.<Class>``)."""
 
 
 def create_method(name: str, **kwargs: Any) -> SSLMethod:
     """The method ``name`` (a key of :data:`METHODS`) built with ``kwargs``; an unknown name
-    raises :class:`~ssl4gie.errors.InputError` with close matches."""
+    raises :class:`~ssl4gie.errors.InputError` with close matches.
+
+    Examples:
+        >>> method = create_method("barlow_twins", backbone="resnet18", projector_dims=[64, 64])
+        >>> type(method).__name__, method.recipe.optimizer
+        ('BarlowTwins', 'lars')
+    """
     return METHODS[check_choice("method", name, METHODS)](**kwargs)

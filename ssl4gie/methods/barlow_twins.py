@@ -37,6 +37,14 @@ class BarlowTwins(SSLMethod):
         projector_dims: output widths of the projector layers ([8192, 8192, 8192]).
         lambd: weight of the off-diagonal term (0.0051).
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
+
+    Examples:
+        >>> method = BarlowTwins("resnet18", projector_dims=[64, 64],
+        ...                      views=TwoViews.barlow_twins(size=32))
+        >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+        >>> loss, stats = method.ssl_loss(method.views(images))
+        >>> loss.shape, stats["embedding"].shape
+        (torch.Size([]), torch.Size([4, 64]))
     """
 
     RECIPES: ClassVar[dict[ArchitectureKind, Recipe]] = {

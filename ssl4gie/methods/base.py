@@ -14,21 +14,21 @@ A method file holds only what differs: its heads, its default view recipe
   linear warm-up then cosine per optimiser step (:mod:`ssl4gie.methods.schedules`). timm's LARS
   trust ratio is ``0.001 * ||w|| / (||g|| + wd * ||w||)`` (You et al. 2017); the official
   PyTorch code divides by ``||g + wd * w||`` instead, a small difference at these decays.
-- momentum encoders (:class:`MomentumEncoder`) are updated once per optimiser step, also with
-  ``accumulate_grad_batches``, with the cosine momentum schedule.
+- momentum encoders (:class:`~ssl4gie.methods.momentum.MomentumEncoder`) are updated once per
+  optimiser step, also with ``accumulate_grad_batches``, with the cosine momentum schedule.
 - every ``check_every_n_batches`` batches: collapse metrics of the projector output
   (:mod:`ssl4gie.analysis.collapse`, warning on collapse) and the non-finite-loss check.
 - validation on a labelled probe set: kNN and linear-probe accuracy of the frozen backbone
   features at epoch end (:mod:`ssl4gie.analysis.probe`).
 - checkpoints hold the momentum encoders (submodules) and the torch RNG states, so a resumed run
   continues exactly (optimiser, schedulers and loops are restored by Lightning).
+- the GPU fast path (:mod:`ssl4gie.methods.fast_path`): fused or multi-tensor optimiser
+  kernels, ``compile``, ``channels_last``; bf16 is the trainer's ``precision="bf16-mixed"``.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
@@ -46,6 +46,14 @@ from ssl4gie.analysis.probe import knn_accuracy, linear_probe_accuracy
 from ssl4gie.backbones import create_backbone
 from ssl4gie.distributed import gather_no_grad
 from ssl4gie.errors import InputError
+from ssl4gie.methods.fast_path import (
+    OptimizerImpl,
+    compile_backbones,
+    host_scalar,
+    optimizer_impl_kwargs,
+    to_channels_last,
+)
+from ssl4gie.methods.momentum import MomentumEncoder
 from ssl4gie.methods.schedules import cosine_momentum, warmup_cosine
 from ssl4gie.nn import distributed_batchnorm
 from ssl4gie.transforms.views import IMAGENET_MEAN, IMAGENET_STD, to_unit_float
@@ -88,40 +96,6 @@ def architecture_kind(backbone: nn.Module) -> ArchitectureKind:
     return "cnn" if any(isinstance(m, _BatchNorm) for m in backbone.modules()) else "vit"
 
 
-class MomentumEncoder(nn.Module):
-    """A frozen copy of online modules, kept as their exponential moving average.
-
-    MoCo v3's momentum encoder and BYOL's target network: after every optimiser step,
-    ``theta_m <- tau * theta_m + (1 - tau) * theta`` with ``tau`` from
-    :func:`~ssl4gie.methods.schedules.cosine_momentum` starting at ``base_momentum``. Only
-    parameters are averaged; the copy's batch-norm buffers follow its own forward passes (in
-    training mode, as in the official code). As a submodule, it is saved in checkpoints.
-
-    Args:
-        online: the online modules applied in sequence, e.g. ``[backbone, projector]``.
-        base_momentum: ``tau`` at the start of training, in [0, 1].
-    """
-
-    def __init__(self, online: Sequence[nn.Module], base_momentum: float) -> None:
-        super().__init__()
-        if not 0.0 <= base_momentum <= 1.0:
-            raise InputError(f"base_momentum must be in [0, 1], got {base_momentum}")
-        self.base_momentum = base_momentum
-        self.encoder = copy.deepcopy(nn.Sequential(*online)).requires_grad_(False)
-        self._online = tuple(online)  # plain tuple: not registered twice in the state dict
-
-    @torch.no_grad()
-    def forward(self, x: Tensor) -> Tensor:
-        """``[B, 3, H, W]`` -> the momentum projection ``[B, dim]``, without gradient."""
-        return self.encoder(x)
-
-    @torch.no_grad()
-    def update(self, momentum: float) -> None:
-        """Move the copy's parameters towards the online ones: ``lerp(theta_m, theta, 1 - tau)``."""
-        online = [p for module in self._online for p in module.parameters()]
-        torch._foreach_lerp_(list(self.encoder.parameters()), online, 1.0 - momentum)
-
-
 class SSLMethod(L.LightningModule):
     """Base of the self-supervised methods; subclasses set ``RECIPES`` and define the heads,
     :meth:`default_views` and :meth:`ssl_loss`.
@@ -141,6 +115,12 @@ class SSLMethod(L.LightningModule):
         check_every_n_batches: how often the collapse metrics and the non-finite-loss check run
             (each costs one host synchronisation). The probe runs on the trainer's
             ``check_val_every_n_epoch``.
+        channels_last: weights and views in channels-last (NHWC) memory format, for the
+            tensor-core convolutions of CNNs on GPUs (no gain for ViTs).
+        optimizer_impl: ``"auto"`` (fused AdamW where torch has the kernel, CUDA and CPU;
+            multi-tensor SGD and LARS on CUDA), ``"fused"``, ``"foreach"`` or ``"loop"``.
+        compile: ``torch.compile`` the backbone and its momentum copies in place (ViT block by
+            block); the first steps are slow while it compiles.
 
     A NaN or infinite loss stops training with :class:`NonFiniteLossError` naming the first bad
     step; checkpoints that ``ModelCheckpoint`` saved before stay on disk (a step-interval
@@ -162,6 +142,9 @@ class SSLMethod(L.LightningModule):
         min_lr_ratio: float | None = None,
         monitor_collapse: bool = True,
         check_every_n_batches: int = 50,
+        channels_last: bool = False,
+        optimizer_impl: OptimizerImpl = "auto",
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["views"])
@@ -173,6 +156,9 @@ class SSLMethod(L.LightningModule):
         overrides |= {"warmup_epochs": warmup_epochs, "min_lr_ratio": min_lr_ratio}
         given = {name: value for name, value in overrides.items() if value is not None}
         self.recipe = _checked(replace(self.RECIPES[self.kind], **given))
+        optimizer_impl_kwargs(optimizer_impl, self.recipe.optimizer, torch.device("cpu"))  # check
+        self.channels_last, self.optimizer_impl = channels_last, optimizer_impl
+        self.use_compile, self._compiled = compile, False
         self.views = views if views is not None else self.default_views()
         self.monitor_collapse = monitor_collapse
         self.check_every_n_batches = check_every_n_batches
@@ -198,8 +184,14 @@ class SSLMethod(L.LightningModule):
         return self.backbone(images)
 
     def configure_model(self) -> None:
-        """Before DDP wraps the model: batch norms over the global batch (backbone and heads)."""
+        """Before DDP wraps the model: batch norms over the global batch (backbone and heads);
+        then the ``channels_last`` and ``compile`` options."""
         distributed_batchnorm(self, self.trainer.strategy.root_device, self.trainer.world_size)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.use_compile and not self._compiled:
+            compile_backbones(self, self.backbone)
+            self._compiled = True
 
     def configure_optimizers(self) -> dict[str, Any]:
         per_process = self._per_process_batch_size()
@@ -212,6 +204,7 @@ class SSLMethod(L.LightningModule):
             lr=lr,
             weight_decay=self.recipe.weight_decay,
             momentum=0.9,
+            **optimizer_impl_kwargs(self.optimizer_impl, self.recipe.optimizer, self.device),
         )
         steps_per_epoch, total_steps = self._steps_per_epoch_and_total()
         warmup, min_ratio = self.recipe.warmup_epochs, self.recipe.min_lr_ratio
@@ -259,7 +252,8 @@ class SSLMethod(L.LightningModule):
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
         """Training: add ``batch["views"]``; validation: normalise ``batch["image"]``."""
         if self.trainer.training:
-            return {**batch, "views": self.views(batch["image"])}
+            views = self.views(batch["image"])
+            return {**batch, "views": to_channels_last(views) if self.channels_last else views}
         return {**batch, "image": self._probe_images(batch["image"])}
 
     def on_train_start(self) -> None:
@@ -284,7 +278,7 @@ class SSLMethod(L.LightningModule):
         self._record_nonfinite(loss)
         self.log("train/loss", loss, on_step=True, on_epoch=True, sync_dist=True, prog_bar=True)
         self.log_dict({f"train/{name}": value for name, value in stats.items()}, on_step=True)
-        self.log("lr", self.lr_schedulers().get_last_lr()[0], on_step=True)
+        self.log("lr", host_scalar(self.lr_schedulers().get_last_lr()[0]), on_step=True)
         if batch_idx % self.check_every_n_batches == 0:
             self._raise_if_nonfinite()
             if self.monitor_collapse and embedding is not None:
@@ -301,7 +295,7 @@ class SSLMethod(L.LightningModule):
             if isinstance(encoder, MomentumEncoder):
                 momentum = cosine_momentum(step / self._total_steps, encoder.base_momentum)
                 encoder.update(momentum)
-                self.log("momentum", momentum, on_step=True)
+                self.log("momentum", host_scalar(momentum), on_step=True)
 
     def on_train_epoch_end(self) -> None:
         self._raise_if_nonfinite()  # before ModelCheckpoint saves the epoch

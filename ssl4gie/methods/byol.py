@@ -38,6 +38,13 @@ class BYOL(SSLMethod):
         dim: projection width (256).
         base_momentum: 0.996.
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
+
+    Examples:
+        >>> method = BYOL("resnet18", mlp_dim=128, dim=32, views=TwoViews.byol(size=32))
+        >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+        >>> loss, stats = method.ssl_loss(method.views(images))
+        >>> loss.shape, stats["embedding"].shape
+        (torch.Size([]), torch.Size([4, 32]))
     """
 
     RECIPES: ClassVar[dict[ArchitectureKind, Recipe]] = {

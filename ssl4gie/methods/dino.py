@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from ssl4gie.errors import InputError
 from ssl4gie.losses import dino_center, dino_loss
 from ssl4gie.methods.base import ArchitectureKind, MomentumEncoder, Recipe, SSLMethod
+from ssl4gie.methods.fast_path import host_scalar
 from ssl4gie.methods.schedules import warmup_cosine
 from ssl4gie.transforms.views import MultiCrop
 
@@ -164,6 +165,16 @@ class DINO(SSLMethod):
         weight_decay_end: final weight decay; None: 0.4 for ViTs, constant for CNNs.
         clip_grad: per-parameter gradient-norm bound (3.0); 0 disables.
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
+
+    Examples:
+        >>> crops = MultiCrop.dino(global_size=32, local_size=16, num_local=2)
+        >>> method = DINO("vit_tiny_patch16_224", out_dim=256, hidden_dim=64, bottleneck_dim=32,
+        ...               views=crops, backbone_kwargs={"img_size": 32, "patch_size": 8})
+        >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+        >>> views = method.views(images)  # 2 x [4, 3, 32, 32], 2 x [4, 3, 16, 16]
+        >>> loss, stats = method.ssl_loss(views)
+        >>> loss.shape, stats["embedding"].shape
+        (torch.Size([]), torch.Size([4, 32]))
     """
 
     RECIPES: ClassVar[dict[ArchitectureKind, Recipe]] = {
@@ -229,7 +240,7 @@ class DINO(SSLMethod):
         progress = self.trainer.global_step / self._total_steps
         decay = cosine_weight_decay(progress, self.recipe.weight_decay, self.weight_decay_end)
         self.optimizers().optimizer.param_groups[0]["weight_decay"] = decay
-        self.log("weight_decay", decay, on_step=True)
+        self.log("weight_decay", host_scalar(decay), on_step=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """During the first ``freeze_last_layer`` epochs, drop the last layer's gradients (the

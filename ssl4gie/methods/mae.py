@@ -144,6 +144,15 @@ class MAE(SSLMethod):
         decoder_width, decoder_depth, decoder_heads: 512, 8, 16.
         norm_pix_loss: normalise each target patch (True).
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
+
+    Examples:
+        >>> method = MAE("vit_tiny_patch16_224", decoder_width=64, decoder_depth=1, decoder_heads=4,
+        ...              views=MaskedViewCrop.mae(size=32),
+        ...              backbone_kwargs={"img_size": 32, "patch_size": 8})
+        >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+        >>> loss, stats = method.ssl_loss(method.views(images))  # 75 % of 16 patches removed
+        >>> loss.shape
+        torch.Size([])
     """
 
     RECIPES: ClassVar[dict[ArchitectureKind, Recipe]] = dict.fromkeys(

@@ -47,6 +47,14 @@ class MoCoV3(SSLMethod):
         freeze_patch_embed: ViTs only; the official ``--stop-grad-conv1`` (a random, frozen
             patch projection), which "alleviates the instability" [Sec. 4.2].
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
+
+    Examples:
+        >>> method = MoCoV3("resnet18", mlp_dim=128, dim=32, views=TwoViews.mocov3(size=32))
+        >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+        >>> views = method.views(images)  # 2 x [4, 3, 32, 32]
+        >>> loss, stats = method.ssl_loss(views)
+        >>> loss.shape, stats["embedding"].shape
+        (torch.Size([]), torch.Size([4, 32]))
     """
 
     RECIPES: ClassVar[dict[ArchitectureKind, Recipe]] = {

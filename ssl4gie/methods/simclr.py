@@ -39,6 +39,13 @@ class SimCLR(SSLMethod):
         dim: projection width (128).
         temperature: 0.5.
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
+
+    Examples:
+        >>> method = SimCLR("resnet18", mlp_dim=128, dim=32, views=TwoViews.simclr(size=32))
+        >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+        >>> loss, stats = method.ssl_loss(method.views(images))
+        >>> loss.shape, stats["embedding"].shape
+        (torch.Size([]), torch.Size([4, 32]))
     """
 
     RECIPES: ClassVar[dict[ArchitectureKind, Recipe]] = {

@@ -71,6 +71,15 @@ class MaskedImageModeling(SSLMethod):
         mask_patch_size: mask block side in pixels (32); a multiple of the encoder's patch size
             that divides the view size.
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
+
+    Examples:
+        >>> method = MaskedImageModeling("vit_tiny_patch16_224", mask_patch_size=16,
+        ...                              views=MaskedViewCrop.simmim(size=32),
+        ...                              backbone_kwargs={"img_size": 32, "patch_size": 8})
+        >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+        >>> loss, stats = method.ssl_loss(method.views(images))
+        >>> loss.shape
+        torch.Size([])
     """
 
     RECIPES: ClassVar[dict[ArchitectureKind, Recipe]] = dict.fromkeys(

@@ -60,6 +60,14 @@ class SwAV(SSLMethod):
         epoch_queue_starts: 15.
         freeze_prototypes_epochs: epochs during which the prototypes get no update (1).
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
+
+    Examples:
+        >>> crops = MultiCrop.swav(global_size=32, local_size=16, num_local=2)
+        >>> method = SwAV("resnet18", hidden_dim=128, dim=32, num_prototypes=50, views=crops)
+        >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+        >>> loss, stats = method.ssl_loss(method.views(images))
+        >>> loss.shape, stats["embedding"].shape
+        (torch.Size([]), torch.Size([4, 32]))
     """
 
     RECIPES: ClassVar[dict[ArchitectureKind, Recipe]] = {

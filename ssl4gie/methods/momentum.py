@@ -1,0 +1,49 @@
+"""MomentumEncoder: the exponential-moving-average copy of online modules (MoCo v3's momentum
+encoder, BYOL's target network, DINO's teacher); :class:`~ssl4gie.methods.base.SSLMethod` updates
+every one it holds after each optimiser step."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ssl4gie.errors import InputError
+
+__all__ = ["MomentumEncoder"]
+
+
+class MomentumEncoder(nn.Module):
+    """A frozen copy of online modules, kept as their exponential moving average.
+
+    MoCo v3's momentum encoder and BYOL's target network: after every optimiser step,
+    ``theta_m <- tau * theta_m + (1 - tau) * theta`` with ``tau`` from
+    :func:`~ssl4gie.methods.schedules.cosine_momentum` starting at ``base_momentum``. Only
+    parameters are averaged; the copy's batch-norm buffers follow its own forward passes (in
+    training mode, as in the official code). As a submodule, it is saved in checkpoints.
+
+    Args:
+        online: the online modules applied in sequence, e.g. ``[backbone, projector]``.
+        base_momentum: ``tau`` at the start of training, in [0, 1].
+    """
+
+    def __init__(self, online: Sequence[nn.Module], base_momentum: float) -> None:
+        super().__init__()
+        if not 0.0 <= base_momentum <= 1.0:
+            raise InputError(f"base_momentum must be in [0, 1], got {base_momentum}")
+        self.base_momentum = base_momentum
+        self.encoder = copy.deepcopy(nn.Sequential(*online)).requires_grad_(False)
+        self._online = tuple(online)  # plain tuple: not registered twice in the state dict
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` -> the momentum projection ``[B, dim]``, without gradient."""
+        return self.encoder(x)
+
+    @torch.no_grad()
+    def update(self, momentum: float) -> None:
+        """Move the copy's parameters towards the online ones: ``lerp(theta_m, theta, 1 - tau)``."""
+        online = [p for module in self._online for p in module.parameters()]
+        torch._foreach_lerp_(list(self.encoder.parameters()), online, 1.0 - momentum)
