@@ -75,7 +75,31 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """Benchmarks (never part of the tests): every script in benchmarks/, posargs passed on."""
+    """Benchmarks, never part of the tests (about 8 minutes on 2 CPU cores); docs/benchmarks.md.
+
+    Every script in benchmarks/ writes benchmarks/results/<script>.json, then report.py writes
+    docs/benchmarks.md from them. Posargs go to every script: ``nox -s bench -- --gpu``
+    (``--compile`` adds the torch.compile rows).
+    """
     bindir = project_env(session, "dev,bench")
-    for script in sorted((ROOT / "benchmarks").glob("*.py")):
-        run_in(session, bindir, "python", str(script), *session.posargs)
+    benchmarks, results = ROOT / "benchmarks", ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    written = []
+    for script in sorted(benchmarks.glob("[!_]*.py")):
+        if script.name != "report.py":
+            written.append(str(results / f"{script.stem}.json"))
+            run_in(session, bindir, "python", str(script), *session.posargs, "--json", written[-1])
+    report, page = str(benchmarks / "report.py"), str(ROOT / "docs" / "benchmarks.md")
+    run_in(session, bindir, "python", report, "--json", *written, "--out", page)
+
+
+@nox.session(venv_backend="none")
+def docs(session: nox.Session) -> None:
+    """The documentation site into site/: the docstring check, then ``mkdocs build --strict``.
+
+    Broken links, unknown references and missing pages fail the build. It builds offline: no
+    plugin fetches anything, and the hooks (docs/hooks/) generate pages from the code only.
+    """
+    bindir = project_env(session, "dev,docs")
+    run_in(session, bindir, "python", str(ROOT / "docs" / "check_docstrings.py"))
+    run_in(session, bindir, "mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)

@@ -8,6 +8,7 @@ losses in :mod:`ssl4gie.losses` and data in :mod:`ssl4gie.data`.
 """
 
 __version__ = "0.1.0.dev0"
+"""The installed version (PEP 440), also printed by ``ssl4gie --version``."""
 
 _ZOO_API = (
     "load_backbone",

@@ -29,6 +29,12 @@ def normalised_std(z: Tensor) -> Tensor:
     """``sqrt(D) * mean_d std_n(z_n / ||z_n||)[d]`` of embeddings ``z`` ``[N, D]``, a scalar.
 
     About 1 for isotropic embeddings, 0 for identical ones. Computed in float32, detached.
+
+    Examples:
+        >>> round(float(normalised_std(torch.randn(4096, 64))), 1)
+        1.0
+        >>> float(normalised_std(torch.ones(8, 64)))
+        0.0
     """
     unit = F.normalize(z.detach().float(), dim=1)
     return unit.std(dim=0).mean() * math.sqrt(z.shape[1])
@@ -39,6 +45,12 @@ def effective_rank(z: Tensor, eps: float = 1e-12) -> Tensor:
 
     ``s`` are the singular values of ``z`` ``[N, D]`` (not centred, as in RankMe): identical rows
     give 1, a rank-``k`` matrix at most ``k``, an isotropic Gaussian close to ``min(N, D)``.
+
+    Examples:
+        >>> round(float(effective_rank(torch.ones(8, 64))), 4)
+        1.0
+        >>> round(float(effective_rank(torch.eye(64))))
+        64
     """
     singular = torch.linalg.svdvals(z.detach().float())
     p = singular / (singular.sum() + eps)

@@ -40,6 +40,12 @@ def knn_accuracy(features: Tensor, labels: Tensor, k: int = 20, temperature: flo
         labels: ``[N]`` int64 class indices.
         k: neighbours (20 as in DINO; fewer if the bank is smaller).
         temperature: 0.07, as in Wu et al. 2018 and DINO.
+
+    Examples:
+        >>> labels = torch.arange(40) // 2 % 2  # even rows: bank, odd rows: queries
+        >>> features = torch.nn.functional.one_hot(labels).float() + 0.1 * torch.randn(40, 2)
+        >>> knn_accuracy(features, labels, k=5)
+        1.0
     """
     bank, bank_labels, queries, query_labels = bank_query_split(features.float(), labels)
     bank, queries = F.normalize(bank, dim=1), F.normalize(queries, dim=1)
@@ -57,6 +63,12 @@ def linear_probe_accuracy(
     Features are standardised with the bank's mean and std; the objective is the mean
     cross-entropy plus ``weight_decay / 2 * ||W||^2``. Runs with gradients even when called
     inside Lightning's validation loop (inference mode).
+
+    Examples:
+        >>> labels = torch.arange(40) // 2 % 2  # even rows: bank, odd rows: queries
+        >>> features = torch.nn.functional.one_hot(labels).float() + 0.1 * torch.randn(40, 2)
+        >>> linear_probe_accuracy(features, labels)
+        1.0
     """
     bank, bank_labels, queries, query_labels = bank_query_split(features.float(), labels)
     with torch.inference_mode(False), torch.enable_grad():

@@ -186,6 +186,14 @@ class PretrainDataModule(_LoaderModule):
         drop_last: drop the last incomplete training batch (batch-norm methods need it).
         decode_on_device: workers only read JPEG bytes; batches are decoded and resized on the
             training device (nvjpeg on a GPU), which frees the CPU workers.
+
+    Examples:
+        >>> frames = Source("folder", "data/our-frames")
+        >>> hk = Source("hyperkvasir-unlabeled", "data/hyper-kvasir")
+        >>> data = PretrainDataModule([frames, hk], size=256, batch_size=128)  # doctest: +SKIP
+        >>> batch = next(iter(data.train_dataloader()))  # after data.setup()  # doctest: +SKIP
+        >>> batch["image"].dtype, batch["image"].shape  # doctest: +SKIP
+        (torch.uint8, torch.Size([128, 3, 256, 256]))
     """
 
     def __init__(
@@ -253,6 +261,13 @@ class TaskDataModule(_LoaderModule):
         label_seed: draws the label-fraction subset (None: ``seed``); vary it alone to repeat a
             fraction over several subsets of one fixed split.
         options: layout options passed to the reader (e.g. ``{"task": "landmarks"}``).
+
+    Examples:
+        >>> data = ClassificationDataModule("data/hyper-kvasir", options={"task": "landmarks"},
+        ...                                 label_fraction=0.1, seed=0)  # doctest: +SKIP
+        >>> data.num_classes  # doctest: +SKIP
+        6
+        >>> SegmentationDataModule("data/Kvasir-SEG", split="leak-aware")  # doctest: +SKIP
     """
 
     default_layout = "folder"

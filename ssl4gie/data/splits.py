@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 PARTS = ("train", "val", "test")
+"""The parts of a :class:`Split`, in order."""
 # ----------------------------------------------------------------------------- input helpers
 
 

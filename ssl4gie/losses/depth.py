@@ -100,7 +100,13 @@ def _gradients(aligned: Tensor, target: Tensor, mask: Tensor, scales: int) -> Te
 
 
 def ssi_mse_loss(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Scale-and-shift-invariant MSE; ``[B, H, W]`` each (``mask`` bool) -> scalar."""
+    """Scale-and-shift-invariant MSE; ``[B, H, W]`` each (``mask`` bool) -> scalar.
+
+    Examples:
+        >>> target = torch.rand(2, 32, 32) + 0.5
+        >>> ssi_mse_loss(torch.rand(2, 32, 32), target, target > 0).shape
+        torch.Size([])
+    """
     aligned = align_scale_shift(prediction, target, mask)
     return _mse(aligned, target, mask.to(prediction.dtype))
 
@@ -108,7 +114,13 @@ def ssi_mse_loss(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 def gradient_matching_loss(
     prediction: Tensor, target: Tensor, mask: Tensor, scales: int = 4
 ) -> Tensor:
-    """Multi-scale gradient matching of the aligned prediction; ``[B, H, W]`` each -> scalar."""
+    """Multi-scale gradient matching of the aligned prediction; ``[B, H, W]`` each -> scalar.
+
+    Examples:
+        >>> target = torch.rand(2, 32, 32) + 0.5
+        >>> gradient_matching_loss(torch.rand(2, 32, 32), target, target > 0).shape
+        torch.Size([])
+    """
     aligned = align_scale_shift(prediction, target, mask)
     return _gradients(aligned, target, mask, scales)
 
@@ -124,6 +136,11 @@ def ssi_depth_loss(
         mask: ``[B, H, W]`` bool, valid pixels (``target > 0``).
         alpha: weight of the gradient-matching term (>= 0).
         scales: number of scales of the gradient term (MiDaS: 4).
+
+    Examples:
+        >>> target = torch.rand(2, 32, 32) + 0.5
+        >>> round(float(ssi_depth_loss(3 * target + 1, target, target > 0)), 5)  # scale, shift
+        0.0
     """
     if alpha < 0 or scales < 1:
         raise InputError(f"ssi_depth_loss: need alpha >= 0 and scales >= 1, got {alpha}, {scales}")

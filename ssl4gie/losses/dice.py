@@ -40,6 +40,12 @@ def soft_dice_loss(probs: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor
 
     Returns:
         a scalar in ``[0, 1]``.
+
+    Examples:
+        >>> mask = torch.zeros(2, 1, 8, 8)
+        >>> mask[:, :, 2:6, 2:6] = 1
+        >>> float(soft_dice_loss(mask, mask, smooth=0.0))
+        0.0
     """
     _check(probs, target)
     target = target.to(probs.dtype)
@@ -65,14 +71,26 @@ def _probs_and_target(logits: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 def dice_loss(logits: Tensor, mask: Tensor, smooth: float = 1.0) -> Tensor:
     """Soft Dice from logits: ``[B, 1, H, W]`` (sigmoid, foreground ``mask > 0``) or
     ``[B, K, H, W]`` with ``K >= 2`` (softmax over classes ``0..K-1``, all K channels averaged);
-    ``mask`` holds the class id per pixel ``[B, H, W]``."""
+    ``mask`` holds the class id per pixel ``[B, H, W]``.
+
+    Examples:
+        >>> logits, mask = torch.randn(2, 1, 32, 32), torch.randint(0, 2, (2, 32, 32))
+        >>> dice_loss(logits, mask).shape
+        torch.Size([])
+    """
     probs, target = _probs_and_target(logits, mask)
     return soft_dice_loss(probs, target, smooth)
 
 
 def dice_bce_loss(logits: Tensor, mask: Tensor, smooth: float = 1.0) -> Tensor:
     """:func:`dice_loss` plus cross-entropy (binary for one channel, multi-class for K), the
-    common combination for polyp segmentation. Shapes as :func:`dice_loss`."""
+    common combination for polyp segmentation. Shapes as :func:`dice_loss`.
+
+    Examples:
+        >>> logits, mask = torch.randn(2, 4, 32, 32), torch.randint(0, 4, (2, 32, 32))  # 4 classes
+        >>> dice_bce_loss(logits, mask).shape
+        torch.Size([])
+    """
     probs, target = _probs_and_target(logits, mask)
     if logits.shape[1] == 1:
         cross_entropy = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))

@@ -17,6 +17,10 @@ def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
 
     Each patch is flattened as ``(row, column, channel)``, the official ``patchify`` order, for
     any channel count ``C``.
+
+    Examples:
+        >>> patchify(torch.rand(2, 3, 32, 32), patch=16).shape
+        torch.Size([2, 4, 768])
     """
     n, c, h, w = images.shape
     if h % patch or w % patch:
@@ -29,7 +33,13 @@ def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 def unpatchify(patches: torch.Tensor, patch: int, height: int, width: int) -> torch.Tensor:
-    """``[N, L, p*p*C]`` -> ``[N, C, H, W]``, the inverse of :func:`patchify`."""
+    """``[N, L, p*p*C]`` -> ``[N, C, H, W]``, the inverse of :func:`patchify`.
+
+    Examples:
+        >>> images = torch.rand(2, 3, 32, 32)
+        >>> torch.equal(unpatchify(patchify(images, 16), 16, 32, 32), images)
+        True
+    """
     n, length, dim = patches.shape
     grid_h, grid_w = height // patch, width // patch
     channels = dim // (patch * patch)

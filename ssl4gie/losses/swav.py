@@ -35,6 +35,11 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
 
     Returns:
         Assignments ``[N, K]``, float32 or wider, each row summing to 1.
+
+    Examples:
+        >>> codes = sinkhorn(torch.randn(8, 5))
+        >>> codes.shape, torch.allclose(codes.sum(dim=1), torch.ones(8))
+        (torch.Size([8, 5]), True)
     """
     if scores.ndim != 2:
         raise InputError(f"sinkhorn: scores must be [N, K], got shape {tuple(scores.shape)}")

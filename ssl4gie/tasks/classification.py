@@ -91,6 +91,12 @@ class ClassificationTask(TaskModule):
             ``class_counts()`` (SSL4GIE); the weights are kept in the checkpoint.
         quadratic_kappa: quadratic weights for Cohen's kappa (graded labels).
         knn_k, knn_temperature: neighbours and temperature of the kNN vote (20, 0.07).
+
+    Examples:
+        >>> task = ClassificationTask("resnet18", num_classes=6, mode="linear")
+        >>> task(torch.randn(2, 3, 64, 64)).shape  # normalised images -> logits
+        torch.Size([2, 6])
+        >>> ClassificationTask("resnet50-barlow-hk", num_classes=6)  # doctest: +SKIP
     """
 
     monitor = "val_f1"

@@ -40,6 +40,11 @@ class DepthTask(TaskModule):
             patience, augment: see :class:`~ssl4gie.tasks.base.TaskModule`.
         alpha: weight of the gradient-matching term (SSL4GIE: 0.1; MiDaS: 0.5).
         dpt_blocks: 0-based ViT blocks DPT taps (None: evenly spaced, 2/5/8/11 for 12 blocks).
+
+    Examples:
+        >>> task = DepthTask("resnet18")
+        >>> task(torch.randn(2, 3, 64, 64)).shape
+        torch.Size([2, 1, 64, 64])
     """
 
     monitor = "val_rmse"

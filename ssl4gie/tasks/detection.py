@@ -80,6 +80,12 @@ class DetectionTask(TaskModule):
             all but four blocks (ViTDet uses 14); None: global attention everywhere.
         rois_per_image: proposals sampled per image to train the box head (torchvision: 512;
             the box head's cost grows with it, fewer make small CPU runs fast).
+
+    Examples:
+        >>> task = DetectionTask("resnet18").eval()
+        >>> detections = task.model([torch.randn(3, 128, 128)])  # torchvision's Faster R-CNN output
+        >>> sorted(detections[0])
+        ['boxes', 'labels', 'scores']
     """
 
     monitor = "val_map"

@@ -75,6 +75,11 @@ class SegmentationTask(TaskModule):
         decoder: the smp decoder for CNN backbones (ViTs always use DPT).
         loss: ``"dice"`` (SSL4GIE) or ``"dice_bce"``.
         dpt_blocks: 0-based ViT blocks DPT taps (None: evenly spaced, 2/5/8/11 for 12 blocks).
+
+    Examples:
+        >>> task = SegmentationTask("resnet18", num_classes=2, decoder="fpn")
+        >>> task(torch.randn(2, 3, 64, 64)).shape  # one channel: foreground where > 0
+        torch.Size([2, 1, 64, 64])
     """
 
     monitor = "val_dice"

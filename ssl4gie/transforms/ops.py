@@ -23,7 +23,10 @@ from torch import Tensor
 from ssl4gie.errors import InputError, check_choice
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""ImageNet channel mean (RGB, in [0, 1]): the normalisation of every view recipe and of timm's
+ImageNet weights."""
 IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet channel standard deviation (RGB, in [0, 1]), with :data:`IMAGENET_MEAN`."""
 Interpolation = Literal["bilinear", "bicubic"]
 _CROP_ATTEMPTS = 10
 

@@ -231,6 +231,12 @@ class MultiCrop(ViewRecipe):
     ``multicropdataset.py`` and its README's 2x224 + 6x96 run): scales (0.14, 1) and
     (0.05, 0.14), 6 local crops, jitter (0.8, 0.8, 0.8, 0.2) p 0.8, grayscale 0.2, blur p 0.5
     on every crop, no solarise, bilinear.
+
+    Examples:
+        >>> recipe = MultiCrop.dino(global_size=64, local_size=32, num_local=2)
+        >>> crops = recipe(torch.rand(4, 3, 96, 96))
+        >>> [tuple(crop.shape) for crop in crops]
+        [(4, 3, 64, 64), (4, 3, 64, 64), (4, 3, 32, 32), (4, 3, 32, 32)]
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -302,6 +308,10 @@ class MaskedViewCrop(ViewRecipe):
     ``main_pretrain.py``): scale (0.2, 1), ratio (3/4, 4/3), flip 0.5, bicubic. Preset
     ``simmim`` (Xie et al. 2022, arXiv:2111.09886; microsoft/SimMIM ``data_simmim.py``): scale
     (0.67, 1), ratio (3/4, 4/3), bilinear. Returns a one-element list.
+
+    Examples:
+        >>> [tuple(view.shape) for view in MaskedViewCrop.mae(size=32)(torch.rand(4, 3, 48, 48))]
+        [(4, 3, 32, 32)]
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -340,6 +350,8 @@ RECIPES: dict[str, type[ViewRecipe]] = {
     **dict.fromkeys(MultiCrop.PRESETS, MultiCrop),
     **dict.fromkeys(MaskedViewCrop.PRESETS, MaskedViewCrop),
 }
+"""Recipe name -> the class holding its preset (``"dino"`` -> :class:`MultiCrop`); see
+:func:`recipe_by_name`."""
 
 
 def recipe_by_name(name: str, **overrides: Any) -> ViewRecipe:

@@ -39,6 +39,10 @@ def parse_name(name: str) -> ZooName:
     """Split ``"resnet50-mocov3-in1k"`` into ``ZooName("resnet50", "mocov3", "in1k")``.
 
     Each part is lower-case letters and digits; raises :class:`InputError` otherwise.
+
+    Examples:
+        >>> parse_name("resnet50-mocov3-in1k").method
+        'mocov3'
     """
     match = _NAME.match(name)
     if match is None:
@@ -52,6 +56,35 @@ def parse_name(name: str) -> ZooName:
 @dataclass(frozen=True)
 class WeightsCard:
     """One set of backbone weights, described well enough to load, preprocess and cite it.
+
+    The fields of a ``[backbones.<name>]`` table in ``cards.toml`` or a lab's zoo index.
+
+    Attributes:
+        name: ``{arch}-{method}-{data}``, lower-case letters and digits (:func:`parse_name`).
+        architecture: the timm model name, e.g. ``"vit_base_patch16_224"``.
+        method: the pretraining method, e.g. ``"mocov3"``, ``"supervised"``.
+        data: the pretraining data in words, e.g. ``"ImageNet-1k"``.
+        epochs: pretraining epochs, when known.
+        model_args: extra ``timm.create_model`` arguments (e.g. ``{"img_size": 448}``).
+        input_size: ``(3, H, W)`` the weights expect; with ``mean``, ``std``,
+            ``interpolation`` and ``crop_pct``, the eval preprocessing (timm's
+            ``pretrained_cfg`` keys; :func:`~ssl4gie.zoo.load.load_transforms`).
+        mean: per-channel mean of the normalisation (ImageNet's by default).
+        std: per-channel standard deviation of the normalisation.
+        interpolation: resize interpolation, ``"bicubic"``, ``"bilinear"`` or ``"nearest"``.
+        crop_pct: the eval resize is ``input_size / crop_pct`` before the centre crop.
+        hub_id: a Hugging Face Hub repo ``org/name`` holding ``model.safetensors``.
+        revision: the pinned 40-hex commit of ``hub_id`` (None: its ``main`` branch).
+        url: an upstream release file, downloaded once and converted with ``format``.
+        format: the converter format of ``url`` or of the manual download.
+        license: the licence id as the Hub spells it (``"cc-by-nc-4.0"``, ``"unknown"``).
+        paper: the paper's URL.
+        origin_url: the page that releases the weights.
+        sha256: of the file at ``url`` (or of the Hub's ``model.safetensors``); checked.
+        hardware: what it was trained on, e.g. ``"8x A100, batch 4096"``.
+        notes: anything else a user should know.
+        results: downstream numbers where known, e.g. ``{"imagenet-1k linear top-1": 78.2}``.
+        available: True only if the weights exist somewhere one can get them.
 
     Example:
         >>> card = WeightsCard(name="resnet18-simclr-hk", architecture="resnet18",

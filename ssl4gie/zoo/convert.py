@@ -300,7 +300,13 @@ def _backbone_architecture(backbone: str) -> tuple[str, dict[str, Any]]:
 def convert_file(
     path: str | Path, fmt: str | None = None, architecture: str | None = None
 ) -> Converted:
-    """Read a checkpoint file safely and convert it (see :func:`convert_checkpoint`)."""
+    """Read a checkpoint file safely and convert it (see :func:`convert_checkpoint`).
+
+    Examples:
+        >>> converted = convert_file("r-50-100ep.pth.tar", "mocov3")  # doctest: +SKIP
+        >>> converted.architecture, converted.source_format  # doctest: +SKIP
+        ('resnet50', 'mocov3')
+    """
     checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, dict):
         raise InputError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")

@@ -72,6 +72,12 @@ def export_backbone(
         name: a zoo name for the card: a registered one takes its card; a new one
             (``{arch}-{method}-{data}``) gives method and data.
         card: the full card (wins over ``name``).
+
+    Examples:
+        >>> checkpoint = "runs/pretrain/version_0/checkpoints/last.ckpt"
+        >>> folder = export_backbone(checkpoint, "out/r50-dino",
+        ...                          name="resnet50-dino-colon")  # doctest: +SKIP
+        >>> model = timm.create_model(f"local-dir:{folder}", pretrained=True)  # doctest: +SKIP
     """
     converted = (
         source

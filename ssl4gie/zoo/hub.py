@@ -212,6 +212,12 @@ def publish(
     operations that would be sent (nothing is contacted).
 
     The token comes from ``token`` or the usual HF environment / credential store.
+
+    Examples:
+        >>> operations = publish("out/resnet50-dino-colon", "our-lab/resnet50-dino-colon",
+        ...                      dry_run=True)  # doctest: +SKIP
+        >>> [operation.path_in_repo for operation in operations]  # doctest: +SKIP
+        ['README.md', 'config.json', 'model.safetensors']
     """
     folder = Path(folder)
     if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():

@@ -202,6 +202,11 @@ def load_transforms(source: str | os.PathLike | nn.Module) -> v2.Compose:
     transform takes a PIL image or a uint8 tensor ``[3, H, W]`` / ``[B, 3, H, W]`` and returns
     float32 ``[.., 3, S, S]`` with ``S = input_size``; the resize is ``S / crop_pct`` on the
     short side (timm's eval transform).
+
+    Examples:
+        >>> preprocess = load_transforms("vitb16-mae-in1k")  # from the card: nothing is downloaded
+        >>> preprocess(torch.zeros(2, 3, 480, 640, dtype=torch.uint8)).shape
+        torch.Size([2, 3, 224, 224])
     """
     config = input_config(source)
     size = tuple(config["input_size"][1:])

@@ -31,7 +31,12 @@ def zoo_rows(names: list[str] | None = None) -> list[tuple[str, ...]]:
 
 
 def readme_table() -> str:
-    """The Markdown table of the built-in zoo (what sits between the README markers)."""
+    """The Markdown table of the built-in zoo (what sits between the README markers).
+
+    Examples:
+        >>> readme_table().splitlines()[0]
+        '| name | architecture | method | data | licence | available | source |'
+    """
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for name, *cells in zoo_rows():
         lines.append("| " + " | ".join([f"`{name}`", *cells]) + " |")

@@ -105,6 +105,13 @@ def register_backbone(card: WeightsCard, *, overwrite: bool = False) -> WeightsC
     """Add ``card`` to the zoo for this process so ``load_backbone(card.name)`` finds it.
 
     A name already in the zoo raises :class:`InputError` unless ``overwrite=True``.
+
+    Examples:
+        >>> card = WeightsCard(name="resnet18-simclr-colon", architecture="resnet18",
+        ...                    method="simclr", data="our colonoscopy frames", license="cc-by-4.0",
+        ...                    hub_id="our-lab/resnet18-simclr-colon", available=True)
+        >>> register_backbone(card).name in list_backbones("*-colon")
+        True
     """
     if not isinstance(card, WeightsCard):
         raise InputError(f"register_backbone takes a WeightsCard, got {type(card).__name__}")
@@ -119,6 +126,12 @@ def load_index(source: str | Path, *, overwrite: bool = False, revision: str | N
 
     A Hub repo holds the index as ``zoo.toml`` (or ``zoo.json``) at its root. Returns the names
     registered, sorted.
+
+    Examples:
+        >>> load_index("hf-hub:our-lab/zoo")  # doctest: +SKIP
+        ['resnet50-dino-colon', 'vitb16-mae-colon']
+        >>> load_index("zoo.toml", overwrite=True)  # doctest: +SKIP
+        ['resnet50-dino-colon', 'vitb16-mae-colon']
     """
     path = Path(source)
     if str(source).startswith("hf-hub:"):
@@ -152,6 +165,11 @@ def backbone_card(name: str) -> WeightsCard:
     """The card of a zoo name, e.g. ``backbone_card("vitb16-mae-hk").license``.
 
     Raises :class:`InputError` with close matches for an unknown name.
+
+    Examples:
+        >>> card = backbone_card("vitb16-mae-hk")
+        >>> card.architecture, card.license, card.input_size
+        ('vit_base_patch16_224', 'cc-by-nc-sa-4.0', (3, 224, 224))
     """
     cards = _all_cards()
     current = resolve_name(name)

@@ -36,6 +36,7 @@ LAYOUTS = (
     "c3vd",
     "imagefolder",
 )
+"""The on-disk layouts :func:`synthesize` writes (``ssl4gie data synth --layout``)."""
 
 HYPERKVASIR_CLASSES: tuple[tuple[str, str, str], ...] = tuple(
     (tract, classification, finding)
@@ -328,6 +329,10 @@ def synthesize(
     exist or be an empty folder: the dataset is written beside it under a temporary name and
     renamed into place when complete, so an error leaves nothing behind. The same ``seed`` gives
     byte-identical files. Bad arguments raise :class:`~ssl4gie.errors.InputError`.
+
+    Examples:
+        >>> synthesize("kvasir-seg", "data/kvasir-seg", n=100, size=128)  # doctest: +SKIP
+        PosixPath('data/kvasir-seg')
     """
     layout = check_choice("layout", layout, LAYOUTS)
     _check_count("n", n, 1, "ask for at least one frame")
