@@ -244,7 +244,7 @@ FAST_PATH = """## The GPU fast path: where each switch lives
 | views made on the device, batched | always (`ssl4gie.transforms`) | on |
 | pinned memory, non-blocking host-to-device copies | the DataModules on CUDA; Lightning | on |
 | persistent loader workers | the DataModules, with workers | on |
-| no host synchronisation in the training step | numbers logged as CPU tensors; checks every `check_every_n_batches` | on |
+| no host sync per training step (logs as CPU tensors) | checks every `check_every_n_batches` | on |
 | multi-crop: one backbone forward per crop size | DINO and SwAV (`features_by_resolution`) | on |
 | cuDNN autotuning | trainer `benchmark: true` | the trainer's (off) |
 
