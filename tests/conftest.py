@@ -34,3 +34,15 @@ def synthetic(tmp_path_factory):
         return made[key]
 
     return make
+
+
+@pytest.fixture
+def landmarks_datamodule(synthetic):
+    """A ClassificationDataModule of 92 synthetic HyperKvasir frames, landmark task, 32 px,
+    batches of 4, no workers."""
+    from ssl4gie.data.datamodules import ClassificationDataModule
+
+    root = str(synthetic("hyperkvasir-labeled", n=92))
+    return ClassificationDataModule(
+        root, options={"task": "landmarks"}, size=32, batch_size=4, num_workers=0
+    )

@@ -4,7 +4,6 @@ import lightning as L
 import pytest
 import torch
 
-from ssl4gie.data.datamodules import ClassificationDataModule
 from ssl4gie.errors import InputError
 from ssl4gie.tasks import ClassificationTask, DepthTask, DetectionTask, SegmentationTask
 
@@ -13,14 +12,8 @@ def images(n=2, size=32):
     return torch.randint(0, 255, (n, 3, size, size), dtype=torch.uint8)
 
 
-def test_num_classes_must_match_the_datamodule(synthetic, tmp_path):
-    datamodule = ClassificationDataModule(
-        str(synthetic("hyperkvasir-labeled", n=92)),
-        options={"task": "landmarks"},
-        size=32,
-        batch_size=4,
-        num_workers=0,
-    )
+def test_num_classes_must_match_the_datamodule(landmarks_datamodule, tmp_path):
+    datamodule = landmarks_datamodule
     model = ClassificationTask("resnet18", num_classes=5)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, default_root_dir=tmp_path)
     with pytest.raises(InputError, match="num_classes is 5 but the datamodule has 6 classes"):

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl4gie.data.datamodules import ClassificationDataModule
 from ssl4gie.errors import InputError
 from ssl4gie.tasks import ClassificationTask
 from ssl4gie.transforms import SHIFTS, ShiftedLoader, apply_shift
@@ -83,14 +82,8 @@ def test_bad_names_severities_and_images_fail_with_one_line():
         apply_shift({"image": torch.rand(2, 3, 8, 8)}, "blur", 1)
 
 
-def test_shifted_loader_runs_a_lightning_test(synthetic, tmp_path):
-    datamodule = ClassificationDataModule(
-        str(synthetic("hyperkvasir-labeled", n=92)),
-        options={"task": "landmarks"},
-        size=32,
-        batch_size=4,
-        num_workers=0,
-    )
+def test_shifted_loader_runs_a_lightning_test(landmarks_datamodule, tmp_path):
+    datamodule = landmarks_datamodule
     datamodule.setup()
     loader = ShiftedLoader(datamodule.test_dataloader(), "jpeg", 4)
     assert len(loader) == len(datamodule.test_dataloader())
