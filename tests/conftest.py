@@ -1,5 +1,6 @@
 import os
 import tempfile
+from pathlib import Path
 
 # Read by huggingface_hub at import: must be set before anything imports it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,3 +47,16 @@ def landmarks_datamodule(synthetic):
     return ClassificationDataModule(
         root, options={"task": "landmarks"}, size=32, batch_size=4, num_workers=0
     )
+
+
+REALDATA = Path(os.environ.get("SSL4GIE_REALDATA", Path(__file__).parents[2] / "shared" / "realdata"))
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """The folder of real frames (Kvasir-SEG, HyperKvasir, CVC-ClinicDB, C3VD) beside the
+    checkout (``../shared/realdata``) or at ``$SSL4GIE_REALDATA``; read-only. Tests using it are
+    marked ``realdata`` and skip with one line where it is absent (a plain clone)."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"no real frames at {REALDATA} (set SSL4GIE_REALDATA)")
+    return REALDATA
