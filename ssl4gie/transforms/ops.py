@@ -134,10 +134,12 @@ def _per_image(flags: Tensor) -> Tensor:
 def sample_crop_boxes(
     regions: Tensor, scale: tuple[float, float], ratio: tuple[float, float], draw: _Draw
 ) -> Tensor:
-    """Random resized crop boxes, torchvision's sampling vectorised over the batch.
+    """Random resized crop boxes: torchvision's ``RandomResizedCrop.get_params`` vectorised over
+    the batch, in continuous coordinates.
 
     Area fraction ~ U(scale) of each region, log aspect ratio ~ U(log ratio); the first of 10
-    attempts that fits is kept, else the last one clamped to the region.
+    attempts that fits is kept, else (as torchvision) the centre crop of the region with its
+    aspect ratio clamped to ``ratio``.
 
     Returns:
         float ``[B, 4]`` ``x0, y0, x1, y1`` inside ``regions``.
@@ -148,11 +150,17 @@ def sample_crop_boxes(
     aspect = torch.exp(draw.uniform(math.log(ratio[0]), math.log(ratio[1]), _CROP_ATTEMPTS))
     crop_w, crop_h = torch.sqrt(area * aspect), torch.sqrt(area / aspect)
     fits = (crop_w <= width) & (crop_h <= height)
-    chosen = torch.where(fits.any(dim=1), fits.int().argmax(dim=1), _CROP_ATTEMPTS - 1)
-    crop_w = torch.minimum(crop_w.gather(1, chosen[:, None]), width).squeeze(1)
-    crop_h = torch.minimum(crop_h.gather(1, chosen[:, None]), height).squeeze(1)
-    x0 = regions[:, 0] + (width.squeeze(1) - crop_w) * draw.uniform(0.0, 1.0)
-    y0 = regions[:, 1] + (height.squeeze(1) - crop_h) * draw.uniform(0.0, 1.0)
+    chosen = fits.int().argmax(dim=1, keepdim=True)
+    found = fits.any(dim=1)
+    width, height = width.squeeze(1), height.squeeze(1)
+    clamped = (width / height).clamp(ratio[0], ratio[1])
+    centre_w = torch.minimum(width, height * clamped)
+    crop_w = torch.where(found, crop_w.gather(1, chosen).squeeze(1), centre_w)
+    crop_h = torch.where(found, crop_h.gather(1, chosen).squeeze(1), centre_w / clamped)
+    x_frac = torch.where(found, draw.uniform(0.0, 1.0), 0.5)
+    y_frac = torch.where(found, draw.uniform(0.0, 1.0), 0.5)
+    x0 = regions[:, 0] + (width - crop_w) * x_frac
+    y0 = regions[:, 1] + (height - crop_h) * y_frac
     return torch.stack([x0, y0, x0 + crop_w, y0 + crop_h], dim=1)
 
 

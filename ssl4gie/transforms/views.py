@@ -9,8 +9,10 @@ or pass ``torch.Generator(device).manual_seed(seed)``.
 
 Per view, in this order (the order of the official torchvision pipelines):
 
-- random resized crop of the source (or of its field-of-view box, ``fov=True``), resized to
-  ``size`` with ``interpolation``, and a horizontal flip, in one ``grid_sample``;
+- random resized crop of each image's region (the whole image, the valid part of an
+  aspect-true canvas, or its field-of-view box with ``fov=True``), with torchvision's
+  ``RandomResizedCrop`` sampling relative to that region, resized to ``size`` with
+  ``interpolation``, and a horizontal flip, in one ``grid_sample``;
 - colour jitter (brightness, contrast, saturation, hue with torchvision's ranges) with
   probability ``jitter_p``; the four factors are applied in this fixed order (torchvision draws
   a random order per image);
@@ -18,9 +20,12 @@ Per view, in this order (the order of the official torchvision pipelines):
   solarisation at 0.5 (PIL's threshold 128), each with its probability;
 - ImageNet normalisation (``mean``, ``std``).
 
-Deviations from the PIL pipelines: crops are sampled in continuous coordinates and resampled
-without antialiasing; a crop that finds no fitting box in 10 attempts is clamped to the region
-instead of falling back to a centre crop.
+Deviations from the PIL pipelines: crops are sampled in continuous coordinates (torchvision
+rounds them to whole pixels) and resampled without antialiasing.
+
+Pretraining batches hold aspect-true frames on a fixed canvas with their valid ``region``
+(:class:`~ssl4gie.data.datamodules.PretrainDataModule`): area and aspect ratio of a crop are then
+relative to the original frame, as torchvision's crops of the full-resolution image.
 
 With ``fov=True`` (endoscopy), crops are drawn inside the bounding box of the field of view of
 :func:`ssl4gie.transforms.fov.estimate_fov`, and every output pixel outside the field of view is
@@ -96,17 +101,34 @@ class ViewRecipe(nn.Module):
         check_choice(f"{cls.__name__} preset", name, cls.PRESETS)
         return cls(**{**cls.PRESETS[name], **overrides})
 
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
-        """``[B, 3, H, W]`` uint8 or float in [0, 1] -> list of float ``[B, 3, s, s]`` views."""
+    def forward(
+        self,
+        images: Tensor,
+        regions: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[Tensor]:
+        """Views of a batch.
+
+        Args:
+            images: ``[B, 3, H, W]`` uint8 or float in [0, 1]: frames, or canvases holding
+                aspect-true frames (:func:`ssl4gie.data.decode.fit_to_canvas`).
+            regions: float ``[B, 4]`` ``x0, y0, x1, y1``: the valid part of each canvas, in
+                pixels (the batch's ``"region"``); None: the whole of every image.
+            generator: RNG of every random draw (the global torch RNG if None).
+
+        Returns:
+            float ``[B, 3, s, s]`` views, group after group (see the class).
+        """
         source = to_unit_float(images)
-        height, width = source.shape[-2:]
-        if self.fov:
-            mask = estimate_fov(source, self.fov_threshold)
-            regions = fov_boxes(mask)
-            source = torch.cat([source, mask.float()], dim=1)
-        else:
+        if regions is None:
+            height, width = source.shape[-2:]
             full = torch.tensor([0.0, 0.0, width, height], device=source.device)
             regions = full.expand(source.shape[0], 4)
+        regions = regions.to(device=source.device, dtype=torch.float32)
+        if self.fov:
+            mask = estimate_fov(source, self.fov_threshold)
+            regions = _intersect(regions, fov_boxes(mask))
+            source = torch.cat([source, mask.float()], dim=1)
         views: list[Tensor] = []
         for params, copies in self.groups:
             batch = source.repeat(copies, 1, 1, 1)
@@ -125,6 +147,15 @@ class ViewRecipe(nn.Module):
         if views.shape[1] == 3:
             return rgb
         return torch.where(views[:, 3:] > 0.5, rgb, 0.0)
+
+
+def _intersect(regions: Tensor, boxes: Tensor) -> Tensor:
+    """The overlap of two ``[B, 4]`` box sets; ``regions`` where they do not overlap."""
+    low = torch.maximum(regions[:, :2], boxes[:, :2])
+    high = torch.minimum(regions[:, 2:], boxes[:, 2:])
+    overlap = torch.cat([low, high], dim=1)
+    empty = (high <= low).any(dim=1, keepdim=True)
+    return torch.where(empty, regions, overlap)
 
 
 def _one_each(

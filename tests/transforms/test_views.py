@@ -137,7 +137,9 @@ def test_same_seed_gives_same_views_and_another_seed_other_views():
     recipe = MultiCrop.dino(global_size=16, local_size=8, num_local=2)
 
     def views(seed):
-        return torch.cat([v.flatten() for v in recipe(images, torch.Generator().manual_seed(seed))])
+        return torch.cat(
+            [v.flatten() for v in recipe(images, generator=torch.Generator().manual_seed(seed))]
+        )
 
     torch.testing.assert_close(views(1), views(1))
     assert not torch.allclose(views(1), views(2))
