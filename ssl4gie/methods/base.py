@@ -207,7 +207,7 @@ class SSLMethod(L.LightningModule):
             **optimizer_impl_kwargs(self.optimizer_impl, self.recipe.optimizer, self.device),
         )
         steps_per_epoch, total_steps = self._steps_per_epoch_and_total()
-        warmup, min_ratio = self.recipe.warmup_epochs, self.recipe.min_lr_ratio
+        warmup, min_ratio = self.recipe.warmup_epochs, self._min_lr_ratio(lr)
 
         def lr_factor(step: int) -> float:
             epoch = step / steps_per_epoch
@@ -224,6 +224,11 @@ class SSLMethod(L.LightningModule):
         biases = {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0}
         biases["lr"] = lr * self.recipe.bias_lr_ratio
         return [{"params": [p for p in trainable if p.ndim > 1]}, biases]
+
+    def _min_lr_ratio(self, lr: float) -> float:
+        """Final learning rate of the cosine as a fraction of the peak ``lr``: the recipe's
+        ``min_lr_ratio`` (DINO overrides it for an absolute ``min_lr``)."""
+        return self.recipe.min_lr_ratio
 
     def _per_process_batch_size(self) -> int:
         if self.trainer.train_dataloader is None:
