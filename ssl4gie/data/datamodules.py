@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from ssl4gie.data import datasets as ds
-from ssl4gie.data.decode import decode_resize_batch
+from ssl4gie.data.decode import decode_fit_batch, decode_resize_batch, fit_to_canvas
 from ssl4gie.data.near_duplicates import (
     DEFAULT_THRESHOLD,
     leak_report,
@@ -147,6 +147,27 @@ class EncodedJpegs(Dataset):
         return {"jpeg": data, "index": torch.tensor(i)}
 
 
+class AspectTrueFrames(Dataset):
+    """The frames of a reader (read at their stored size) fitted to a canvas, aspect ratio kept:
+    ``{"image": uint8 [3, max_size, max_size], "region": float [4], "index"}`` (see
+    :func:`~ssl4gie.data.decode.fit_to_canvas`; ``region`` is the frame's part of the canvas)."""
+
+    def __init__(self, reader: Dataset, max_size: int) -> None:
+        self.reader, self.max_size = reader, max_size
+
+    @property
+    def images(self) -> list[Path]:
+        return self.reader.images
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        sample = self.reader[i]
+        canvas, region = fit_to_canvas(sample["image"], self.max_size)
+        return {"image": canvas, "region": region, "index": sample["index"]}
+
+
 class _LoaderModule(L.LightningDataModule):
     """Loader settings shared by every DataModule."""
 
@@ -176,33 +197,51 @@ class _LoaderModule(L.LightningDataModule):
 class PretrainDataModule(_LoaderModule):
     """Unlabelled images for SSL pretraining: one dataset or a concatenation of several.
 
+    The input is aspect-true: workers decode each frame and resize it, keeping its aspect ratio,
+    so that its longer side is ``max_size`` (never enlarged), on a fixed ``max_size`` square
+    canvas; batches carry each frame's ``region`` on it, and the views crop inside it with
+    torchvision's ``RandomResizedCrop`` sampling, as the official pipelines crop the
+    full-resolution image. A 720x576 HyperKvasir frame becomes 512x410 at the default 512;
+    squashing it to 256x256 instead (``size=256``) distorts its aspect and upsamples about three
+    in four 224-px crops at scale (0.08, 1) (``benchmarks/input_pipeline.py`` measures both).
+
     Args:
         sources: datasets read as unlabelled images (every layout has ``image``), e.g.
             ImageNet + Hyperkvasir-unlabelled.
-        size: the fixed size CPU workers resize to; views crop from it on the device.
+        max_size: longer side of the aspect-true frames and side of the canvas; at least the
+            views' size. At 512 a 720x576 frame keeps 3.2x the pixels of a 256 squash, and
+            224-px views upsample only crops below 24 % of its area (about 17 % of the crops at
+            scale (0.08, 1), against 75 % from the squash).
+        size: squash every frame to ``size`` x ``size`` instead (the input before aspect-true
+            frames, kept for comparisons); overrides ``max_size``.
         batch_size: per-process batch (the global batch is this times the world size).
         probe: an optional labelled dataset for the validation loop (online linear probe and
             kNN accuracy), e.g. ``Source("hyperkvasir-labeled", root, {"task": "landmarks"})``.
+        probe_size: the fixed size the probe set is read at (the method resizes it to its view
+            size).
         drop_last: drop the last incomplete training batch (batch-norm methods need it).
-        decode_on_device: workers only read JPEG bytes; batches are decoded and resized on the
-            training device (nvjpeg on a GPU), which frees the CPU workers.
+        decode_on_device: workers only read JPEG bytes; batches are decoded and fitted on the
+            training device (nvjpeg on a GPU, frames of one size resized together), which frees
+            the CPU workers.
 
     Examples:
         >>> frames = Source("folder", "data/our-frames")
         >>> hk = Source("hyperkvasir-unlabeled", "data/hyper-kvasir")
-        >>> data = PretrainDataModule([frames, hk], size=256, batch_size=128)  # doctest: +SKIP
+        >>> data = PretrainDataModule([frames, hk], max_size=512, batch_size=128)  # doctest: +SKIP
         >>> batch = next(iter(data.train_dataloader()))  # after data.setup()  # doctest: +SKIP
-        >>> batch["image"].dtype, batch["image"].shape  # doctest: +SKIP
-        (torch.uint8, torch.Size([128, 3, 256, 256]))
+        >>> batch["image"].shape, batch["region"][0]  # doctest: +SKIP
+        (torch.Size([128, 3, 512, 512]), tensor([  0.,   0., 512., 410.]))
     """
 
     def __init__(
         self,
         sources: Source | list[Source],
-        size: int = 224,
+        max_size: int | None = 512,
+        size: int | None = None,
         batch_size: int = 256,
         num_workers: int | None = None,
         probe: Source | None = None,
+        probe_size: int = 256,
         drop_last: bool = True,
         decode_on_device: bool = False,
     ) -> None:
@@ -212,8 +251,14 @@ class PretrainDataModule(_LoaderModule):
         self.sources = [check_source(source) for source in sources]
         if not self.sources:
             raise InputError("PretrainDataModule needs at least one source; give data.sources")
+        if size is None and max_size is None:
+            raise InputError("give data.max_size (aspect-true frames) or data.size (squashed)")
         self.size = size
-        self.probe = None if probe is None else check_source(probe)
+        self.max_size = None if size is not None else max_size
+        for name, value in (("max_size", self.max_size), ("size", size)):
+            if value is not None and value < 1:
+                raise InputError(f"data.{name} must be a positive number of pixels, got {value}")
+        self.probe, self.probe_size = (None if probe is None else check_source(probe)), probe_size
         if probe is None:  # no validation loop at all (Lightning skips a hook that is None)
             self.val_dataloader = None
         self.train_set: Dataset | None = None
@@ -224,18 +269,28 @@ class PretrainDataModule(_LoaderModule):
             parts = [open_dataset(source, self.size) for source in self.sources]
             if self.decode_on_device:
                 parts = [EncodedJpegs(part) for part in parts]
+            elif self.max_size is not None:
+                parts = [AspectTrueFrames(part, self.max_size) for part in parts]
             self.train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         if self.probe is not None and self.probe_set is None:
-            self.probe_set = open_dataset(self.probe, self.size)
+            self.probe_set = open_dataset(self.probe, self.probe_size)
 
     def train_dataloader(self) -> DataLoader:
-        keys = ("jpeg" if self.decode_on_device else "image", "index")
+        if self.decode_on_device:
+            keys = ("jpeg", "index")
+        else:
+            keys = ("image", "index") if self.max_size is None else ("image", "region", "index")
         return self._loader(self.train_set, train=True, keys=keys)
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
-        """Decode ``jpeg`` bytes on ``device`` into ``image`` before the usual transfer."""
+        """Decode ``jpeg`` bytes on ``device`` into ``image`` (and ``region``) before the usual
+        transfer."""
         if isinstance(batch, dict) and "jpeg" in batch:
-            batch["image"] = decode_resize_batch(batch.pop("jpeg"), self.size, device)
+            encoded = batch.pop("jpeg")
+            if self.max_size is None:
+                batch["image"] = decode_resize_batch(encoded, self.size, device)
+            else:
+                batch["image"], batch["region"] = decode_fit_batch(encoded, self.max_size, device)
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def val_dataloader(self) -> DataLoader:

@@ -100,21 +100,22 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 class _Reader(Dataset):
-    """The shared reader: ``images`` (one path per sample), fixed ``size``, bad-sample
-    replacement. Subclasses fill ``images`` and implement ``_load``."""
+    """The shared reader: ``images`` (one path per sample), fixed ``size`` (None: every array
+    as stored, for :class:`~ssl4gie.data.datamodules.PretrainDataModule`'s aspect-true input),
+    bad-sample replacement. Subclasses fill ``images`` and implement ``_load``."""
 
     images: list[Path]
     groups: list | None = None  # leak-aware split groups (video, sequence, patient) if known
 
-    def __init__(self, size: Size) -> None:
-        self.size = as_size(size)
+    def __init__(self, size: Size | None) -> None:
+        self.size = None if size is None else as_size(size)
         self.replaced = 0
 
     def __len__(self) -> int:
         return len(self.images)
 
     def _image(self, path: Path) -> torch.Tensor:
-        """uint8 ``[3, H, W]`` at ``size``."""
+        """uint8 ``[3, H, W]`` at ``size`` (as stored where ``size`` is None)."""
         return resize_image(read_image(path), self.size)
 
     def _load(self, i: int) -> dict[str, torch.Tensor]:

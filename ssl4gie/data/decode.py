@@ -137,16 +137,61 @@ def as_size(size: int | Sequence[int]) -> tuple[int, int]:
     return (int(height), int(width))
 
 
-def resize_image(image: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
-    """Antialiased bilinear resize of uint8 ``[C, H, W]`` to ``size``; stays uint8."""
+def resize_image(image: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
+    """Antialiased bilinear resize of uint8 ``[..., C, H, W]`` to ``size`` (None: unchanged);
+    stays uint8."""
+    if size is None:
+        return image
     return F.resize(image, list(as_size(size)), antialias=True)
 
 
-def resize_nearest(values: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
-    """Nearest resize of a mask ``[H, W]`` or a map ``[C, H, W]`` (any dtype) to ``size``."""
+def resize_nearest(values: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
+    """Nearest resize of a mask ``[H, W]`` or a map ``[C, H, W]`` (any dtype) to ``size``
+    (None: unchanged)."""
+    if size is None:
+        return values
     batched = values[None, None] if values.ndim == 2 else values[None]
     resized = torch.nn.functional.interpolate(batched, size=as_size(size), mode="nearest-exact")
     return resized[0, 0] if values.ndim == 2 else resized[0]
+
+
+def fitted_size(height: int, width: int, max_size: int) -> tuple[int, int]:
+    """``(h, w)`` of a frame resized keeping its aspect ratio so its longer side is ``max_size``,
+    or unchanged if it is already no larger (frames are never upsampled here)."""
+    scale = min(1.0, max_size / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def fit_to_canvas(image: torch.Tensor, max_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aspect-true input: resize uint8 ``[3, H, W]`` (antialiased) to :func:`fitted_size` and
+    place it in the top-left corner of a zero ``[3, max_size, max_size]`` canvas.
+
+    Returns:
+        the canvas, and float32 ``[4]`` ``(x0, y0, x1, y1)``: the frame's region on it in pixels.
+    """
+    height, width = fitted_size(*image.shape[-2:], max_size)
+    canvas = image.new_zeros(image.shape[0], max_size, max_size)
+    _place(canvas, resize_image(image, (height, width)))
+    return canvas, _region(height, width)
+
+
+_EDGE = 2  # replicated pixels beyond a region: the reach of bicubic resampling at its border
+
+
+def _place(canvas: torch.Tensor, frame: torch.Tensor) -> None:
+    """Copy ``frame`` ``[..., C, h, w]`` into the top-left corner of ``canvas`` and replicate
+    its last column and row ``_EDGE`` pixels further, so that views resampled at the region's
+    border see the frame's edge (as a crop of the frame alone would), not the zero padding."""
+    height, width = frame.shape[-2:]
+    canvas[..., :height, :width] = frame
+    canvas[..., :height, width : width + _EDGE] = frame[..., :, -1:]
+    canvas[..., height : height + _EDGE, : width + _EDGE] = canvas[
+        ..., height - 1 : height, : width + _EDGE
+    ]
+
+
+def _region(height: int, width: int) -> torch.Tensor:
+    return torch.tensor([0.0, 0.0, float(width), float(height)])
 
 
 def decode_jpegs(encoded: Sequence[torch.Tensor], device: str | torch.device) -> list[torch.Tensor]:
@@ -165,6 +210,51 @@ def decode_resize_batch(
     (corrupted after indexing) does not stop training: its slot takes the first decodable image
     of the batch, with a warning. Raises :class:`UnreadableImageError` only if none decodes.
     """
+    images = _decoded_or_replaced(encoded, device)
+    resized = torch.empty(len(images), 3, *as_size(size), dtype=torch.uint8, device=device)
+    for members in _same_size(images):
+        resized[members] = resize_image(torch.stack([images[i] for i in members]), size)
+    return resized
+
+
+def decode_fit_batch(
+    encoded: Sequence[torch.Tensor], max_size: int, device: str | torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode JPEG bytes on ``device`` and fit them to canvases: :func:`fit_to_canvas` batched.
+
+    The batch goes to the decoder at once (nvjpeg on CUDA); frames of one size are resized
+    together, so the work per batch grows with the number of distinct frame sizes (a handful
+    in real datasets), not with the batch. Undecodable files are replaced as in
+    :func:`decode_resize_batch`.
+
+    Returns:
+        uint8 ``[B, 3, max_size, max_size]`` canvases and float32 ``[B, 4]`` regions on ``device``.
+    """
+    images = _decoded_or_replaced(encoded, device)
+    canvases = torch.empty(len(images), 3, max_size, max_size, dtype=torch.uint8, device=device)
+    regions = torch.zeros(len(images), 4)
+    for members in _same_size(images):
+        height, width = fitted_size(*images[members[0]].shape[-2:], max_size)
+        fitted = resize_image(torch.stack([images[i] for i in members]), (height, width))
+        placed = canvases.new_zeros(len(members), 3, max_size, max_size)
+        _place(placed, fitted)
+        canvases[members] = placed
+        regions[members] = _region(height, width)
+    return canvases, regions.to(device)
+
+
+def _same_size(images: Sequence[torch.Tensor]) -> list[list[int]]:
+    """Positions of ``images`` grouped by ``(H, W)``, for one resize per group."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(tuple(image.shape[-2:]), []).append(i)
+    return list(groups.values())
+
+
+def _decoded_or_replaced(
+    encoded: Sequence[torch.Tensor], device: str | torch.device
+) -> list[torch.Tensor]:
+    """Decode a batch of JPEGs; an undecodable one takes the first decodable of the batch."""
     try:
         images = decode_jpegs(encoded, device)
     except RuntimeError:
@@ -176,10 +266,9 @@ def decode_resize_batch(
         warnings.warn(
             f"replaced {len(images) - len(good)} undecodable JPEG(s) in a batch by others of the"
             " batch; run 'ssl4gie data index' on the folder to list bad files",
-            stacklevel=2,
+            stacklevel=3,
         )
-    filled = [images[good[0]] if image is None else image for image in images]
-    return torch.stack([resize_image(image, size) for image in filled])
+    return [images[good[0]] if image is None else image for image in images]
 
 
 def _decode_or_none(data: torch.Tensor, device: str | torch.device) -> torch.Tensor | None:

@@ -165,6 +165,7 @@ class SSLMethod(L.LightningModule):
         self._last_optimizer_step = 0
         self._total_steps = 1
         self._first_nonfinite_step: Tensor | None = None  # device scalar, -1 while all finite
+        self._small_frames: Tensor | None = None  # device count of frames below the view size
         self._probe_batches: list[tuple[Tensor, Tensor]] = []
 
     def default_views(self) -> nn.Module:
@@ -257,7 +258,8 @@ class SSLMethod(L.LightningModule):
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
         """Training: add ``batch["views"]``; validation: normalise ``batch["image"]``."""
         if self.trainer.training:
-            views = self.views(batch["image"])
+            views = self.views(batch["image"], batch.get("region"))
+            self._count_small_frames(batch.get("region"))
             return {**batch, "views": to_channels_last(views) if self.channels_last else views}
         return {**batch, "image": self._probe_images(batch["image"])}
 
@@ -302,8 +304,43 @@ class SSLMethod(L.LightningModule):
                 encoder.update(momentum)
                 self.log("momentum", host_scalar(momentum), on_step=True)
 
+    def on_fit_start(self) -> None:
+        """Refuse an aspect-true input canvas smaller than the views (one line, exit 2)."""
+        max_size = getattr(self.trainer.datamodule, "max_size", None)
+        if max_size is not None and max_size < self._largest_view():
+            raise InputError(
+                f"data.max_size {max_size} is smaller than the {self._largest_view()}-px views "
+                f"of {type(self).__name__}; set data.max_size to at least {self._largest_view()}"
+            )
+
     def on_train_epoch_end(self) -> None:
         self._raise_if_nonfinite()  # before ModelCheckpoint saves the epoch
+        self._report_small_frames()
+
+    def _largest_view(self) -> int:
+        """The largest view side of the recipe (0 for a recipe without groups)."""
+        return max((params.size for params, _ in getattr(self.views, "groups", [])), default=0)
+
+    def _count_small_frames(self, regions: Tensor | None) -> None:
+        """Add the batch's frames whose shorter side is below the largest view (so their crops
+        are upsampled) to a device counter: no host sync per step."""
+        if regions is None:
+            return
+        sides = torch.minimum(regions[:, 2] - regions[:, 0], regions[:, 3] - regions[:, 1])
+        small = (sides < self._largest_view()).sum()
+        self._small_frames = small if self._small_frames is None else self._small_frames + small
+
+    def _report_small_frames(self) -> None:
+        """Once per epoch: how many frames (all processes) were smaller than the views."""
+        if self._small_frames is None:
+            return
+        count = int(self.trainer.strategy.reduce(self._small_frames.float(), reduce_op="sum"))
+        self._small_frames = None
+        if count:
+            rank_zero_warn(
+                f"{count} frame(s) this epoch were smaller than the {self._largest_view()}-px "
+                "views: their crops were upsampled (once, by the view's resize)"
+            )
 
     def _record_nonfinite(self, loss: Tensor) -> None:
         """Keep the first step with a non-finite loss in a device scalar (no host sync)."""

@@ -43,9 +43,10 @@ def _tiny_method(name: str, backbone: str = "resnet18", **overrides: Any) -> SSL
 def _datamodule(root: Path, batch_size: int = 16, probe: Path | None = None) -> PretrainDataModule:
     return PretrainDataModule(
         Source("hyperkvasir-unlabeled", str(root)),
-        size=64,
+        max_size=64,
         batch_size=batch_size,
         num_workers=0,
+        probe_size=64,
         probe=None if probe is None else Source("hyperkvasir-labeled", str(probe)),
     )
 
