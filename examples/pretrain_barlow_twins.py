@@ -27,7 +27,9 @@ from ssl4gie.transforms import TwoViews
 parser = argparse.ArgumentParser(description="Barlow Twins on a folder of images.")
 parser.add_argument("--images", help="folder of frames, searched recursively")
 parser.add_argument("--backbone", default="resnet50", help="timm name, or a zoo name to continue")
-parser.add_argument("--load-size", type=int, default=256, help="size the loaders resize to")
+parser.add_argument(
+    "--max-size", type=int, default=512, help="longer side of the aspect-true frames (loaders)"
+)
 parser.add_argument("--view-size", type=int, default=224, help="size of the crops (views)")
 parser.add_argument("--fov", action="store_true", help="crop inside the endoscope's field of view")
 parser.add_argument("--batch-size", type=int, default=256, help="per process")
@@ -46,7 +48,7 @@ if smoke_requested(args.smoke):
     keep_caches_under(out)
     args.images = synthetic("hyperkvasir-unlabeled", out / "data", n=16)
     args.backbone, args.name = "resnet18", "resnet18-barlow-smoke"
-    args.load_size, args.view_size, args.batch_size, args.epochs, args.workers = 48, 32, 8, 1, 0
+    args.max_size, args.view_size, args.batch_size, args.epochs, args.workers = 48, 32, 8, 1, 0
     method_args = {"projector_dims": [64, 64], "warmup_epochs": 1}
 if not args.images:
     parser.error("give --images (or --smoke)")
@@ -62,7 +64,7 @@ views = TwoViews.barlow_twins(size=args.view_size, fov=args.fov)
 method = BarlowTwins(args.backbone, views=views, **method_args)
 data = PretrainDataModule(
     Source("folder", str(args.images)),
-    size=args.load_size,
+    max_size=args.max_size,
     batch_size=args.batch_size,
     num_workers=args.workers,
 )

@@ -62,7 +62,7 @@ def shrink(config: Path, data_root: Path) -> list[str]:
         ]
     sources = [{"layout": "hyperkvasir-unlabeled", "root": str(data_root), "options": {}}]
     return [*overrides, "--data.sources", json.dumps(sources),
-            "--data.size", "48", "--data.batch_size", "4", "--data.num_workers", "0"]  # fmt: skip
+            "--data.max_size", "48", "--data.batch_size", "4", "--data.num_workers", "0"]  # fmt: skip
 
 
 PRETRAIN_CONFIGS = sorted(CONFIGS.glob("pretrain/*.yaml"))

@@ -122,7 +122,7 @@ def pretrain(out: Path, root: Path, preset: Preset, args) -> Path:
     )
     data = PretrainDataModule(
         Source("hyperkvasir-unlabeled", str(root)),
-        size=preset.load,
+        max_size=preset.load,
         batch_size=preset.batch,
         num_workers=args.workers,
     )
