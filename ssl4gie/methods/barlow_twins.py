@@ -28,14 +28,27 @@ class BarlowTwins(SSLMethod):
       ``Linear(bias=False)``, BN, ReLU; last ``Linear(bias=False)``.
     - ``lambd`` 0.0051.
     - LARS, lr 0.2 per 256 images for weights and 0.0048 for biases and BN parameters
-      (``--learning-rate-weights/-biases``, here ``bias_lr_ratio = 0.0048 / 0.2``), wd 1.5e-6,
-      biases and BN excluded from weight decay and LARS adaptation, 10 warm-up epochs, cosine to
-      0.001 of the peak. ViTs: :data:`~ssl4gie.methods.base.VIT_RECIPE`.
+      (``--learning-rate-weights/-biases``, here ``bias_lr_ratio = 0.0048 / 0.2``), biases and BN
+      excluded from weight decay and LARS adaptation, 10 warm-up epochs, cosine to 0.001 of the
+      peak. Weight decay 1.5e-6 as the paper's "Implementation Details" (arXiv:2103.03230);
+      ``main.py``'s ``--weight-decay`` default is 1e-6. ViTs:
+      :data:`~ssl4gie.methods.base.VIT_RECIPE`.
     - views: :meth:`TwoViews.barlow_twins`.
+
+    Gradient scale under DDP (barlowtwins issue #8). ``main.py`` sums the cross-correlation with
+    a raw ``torch.distributed.all_reduce(c)`` (no autograd), so after DDP averages the gradients
+    over W processes the update follows ``1/W`` of the joint-batch gradient (1/16 in the README's
+    16-GPU run, 1/32 in the paper's 32-GPU one). LARS normalises the weights' step, so for them
+    only weight decay changes (W times stronger relative to the gradient); biases and BN
+    parameters (not adapted) move W times more slowly. By default the sum here is autograd-aware:
+    W processes train exactly as one process on the joint batch. ``official_grad_scale=True``
+    restores the released behaviour.
 
     Args:
         projector_dims: output widths of the projector layers ([8192, 8192, 8192]).
         lambd: weight of the off-diagonal term (0.0051).
+        official_grad_scale: sum the cross-correlation over processes without autograd, as
+            ``main.py`` (the DDP update is then 1/W of the joint-batch one); default False.
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
 
     Examples:
@@ -64,12 +77,13 @@ class BarlowTwins(SSLMethod):
         backbone: str = "resnet50",
         projector_dims: list[int] | None = None,
         lambd: float = 0.0051,
+        official_grad_scale: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, **kwargs)
         dims = [8192, 8192, 8192] if projector_dims is None else list(projector_dims)
         self.projector = mlp([self.backbone.num_features, *dims], bias=False)
-        self.lambd = lambd
+        self.lambd, self.official_grad_scale = lambd, official_grad_scale
 
     def default_views(self) -> nn.Module:
         return TwoViews.barlow_twins()
@@ -79,4 +93,5 @@ class BarlowTwins(SSLMethod):
         x1, x2 = views
         z1 = self.projector(self.backbone(x1))  # [B, D]
         z2 = self.projector(self.backbone(x2))
-        return barlow_twins_loss(z1, z2, self.lambd), {"embedding": z1}
+        loss = barlow_twins_loss(z1, z2, self.lambd, self.official_grad_scale)
+        return loss, {"embedding": z1}

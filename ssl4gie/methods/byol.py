@@ -31,6 +31,11 @@ class BYOL(SSLMethod):
     - target momentum tau_base 0.996 rising to 1 on a cosine.
     - LARS, lr 0.2 per 256 images, wd 1.5e-6, biases and BN excluded from weight decay and LARS
       adaptation, 10 warm-up epochs, cosine to 0. ViTs: :data:`~ssl4gie.methods.base.VIT_RECIPE`.
+    - these defaults are the 1000-epoch preset; the official presets by epochs
+      (google-deepmind/deepmind-research ``byol/configs/byol.py``: ``_LR_PRESETS``,
+      ``_WD_PRESETS``, ``_EMA_PRESETS``) are lr / wd / tau_base 0.45 / 1e-6 / 0.99 at 100,
+      0.3 / 1e-6 / 0.99 at 300 and 0.2 / 1.5e-6 / 0.996 at 1000 epochs: pass the set that
+      matches the trainer's ``max_epochs``, never a mix.
     - views: :meth:`TwoViews.byol` (Table 6).
 
     Args:

@@ -141,17 +141,20 @@ class DINO(SSLMethod):
 
     Official defaults (``main_dino.py`` arguments; README's ResNet-50 command):
 
-    - head: out_dim 65536, hidden 2048, bottleneck 256, ``norm_last_layer`` True (the README
-      recommends False for ViT-B); ``freeze_last_layer`` 1 epoch (its gradients dropped).
+    - head: out_dim 65536, hidden 2048, bottleneck 256, ``norm_last_layer`` True (``main_dino.py``
+      help: "we typically set this parameter to False with vit_small and True with vit_base"; the
+      README calls False "only safe with" ViT-S); ``freeze_last_layer`` 1 epoch (its gradients
+      dropped; 3 in the released ViT-B/16 run).
     - teacher momentum 0.996 -> 1 (cosine per step); student temperature 0.1, teacher 0.04
       (``warmup_teacher_temp`` 0.04 over ``warmup_teacher_temp_epochs`` 0; the README's ViT runs
       use 0.04 -> 0.07 over 30 epochs); centre momentum 0.9.
-    - ViT: AdamW, lr 5e-4 per 256, ``min_lr`` 1e-6 (here a ratio of the per-256 lr, 0.002),
-      weight decay 0.04 -> 0.4 on a cosine per step, 10 warm-up epochs, per-parameter gradient
-      clipping at 3.0 (``clip_grad``). ResNet-50: SGD (momentum 0.9) lr 0.03 per 256, weight
-      decay 1e-4 constant, crops scales (0.14, 1) / (0.05, 0.14) (pass them to the views).
-    - Not applied: drop path 0.1 on the student ViT (pass ``backbone_kwargs={"drop_path_rate":
-      0.1}``; the teacher copy then drops paths too, unlike the official one).
+    - ViT: AdamW, lr 5e-4 per 256, cosine to the absolute ``min_lr`` 1e-6, weight decay
+      0.04 -> 0.4 on a cosine per step, 10 warm-up epochs, per-parameter gradient clipping at 3.0
+      (``clip_grad``), drop path 0.1 on the student (``--drop_path_rate``; pass
+      ``backbone_kwargs={"drop_path_rate": 0.1}``, as the shipped ViT-B/16 config does; the
+      teacher never drops paths, see :class:`MomentumEncoder`). ResNet-50: SGD (momentum 0.9) lr
+      0.03 per 256, weight decay 1e-4 constant, crop scales (0.14, 1) / (0.05, 0.14) (pass them
+      to the views).
 
     Gradient clipping is :meth:`configure_gradient_clipping` (the official per-parameter
     ``clip_gradients``); a trainer's ``gradient_clip_val`` is applied after it.
@@ -164,6 +167,9 @@ class DINO(SSLMethod):
         freeze_last_layer: epochs during which the head's last layer is not updated (1).
         weight_decay_end: final weight decay; None: 0.4 for ViTs, constant for CNNs.
         clip_grad: per-parameter gradient-norm bound (3.0); 0 disables.
+        min_lr: absolute learning rate at the end of the cosine (``--min_lr``: 1e-6; 2e-6 in the
+            released ViT-B/16 run), whatever the batch size; None: the base's ``min_lr_ratio``
+            of the peak lr (give one of the two).
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
 
     Examples:
@@ -179,9 +185,7 @@ class DINO(SSLMethod):
 
     RECIPES: ClassVar[dict[ArchitectureKind, Recipe]] = {
         "cnn": Recipe("sgd", base_lr=0.03, weight_decay=1e-4, warmup_epochs=10),
-        "vit": Recipe(
-            "adamw", base_lr=5e-4, weight_decay=0.04, warmup_epochs=10, min_lr_ratio=2e-3
-        ),
+        "vit": Recipe("adamw", base_lr=5e-4, weight_decay=0.04, warmup_epochs=10),
     }
     WEIGHT_DECAY_END: ClassVar[dict[ArchitectureKind, float | None]] = {"cnn": None, "vit": 0.4}
 
@@ -201,8 +205,16 @@ class DINO(SSLMethod):
         freeze_last_layer: int = 1,
         weight_decay_end: float | None = None,
         clip_grad: float = 3.0,
+        min_lr: float | None = 1e-6,
         **kwargs: Any,
     ) -> None:
+        if min_lr is not None and min_lr < 0:
+            raise InputError(f"DINO: min_lr must be >= 0, got {min_lr}")
+        if min_lr is not None and kwargs.get("min_lr_ratio") is not None:
+            raise InputError(
+                f"DINO: both min_lr ({min_lr}) and min_lr_ratio are set; give one: min_lr "
+                "(absolute, the official --min_lr) or min_lr: null to use min_lr_ratio"
+            )
         super().__init__(backbone, **kwargs)
         check_patch_divisible(self.backbone, [p.size for p, _ in self.views.groups], "DINO")
         self.head = DINOHead(
@@ -213,7 +225,7 @@ class DINO(SSLMethod):
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.temperatures = (warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs)
         self.student_temp, self.center_momentum = student_temp, center_momentum
-        self.freeze_last_layer, self.clip_grad = freeze_last_layer, clip_grad
+        self.freeze_last_layer, self.clip_grad, self.min_lr = freeze_last_layer, clip_grad, min_lr
         end = self.WEIGHT_DECAY_END[self.kind] if weight_decay_end is None else weight_decay_end
         self.weight_decay_end = self.recipe.weight_decay if end is None else end
 
@@ -234,6 +246,11 @@ class DINO(SSLMethod):
         self.center.copy_(dino_center(teacher, self.center, self.center_momentum))
         stats = {"teacher_temperature": torch.tensor(temperature)}
         return loss, {**stats, "embedding": bottleneck[: views[0].shape[0]]}
+
+    def _min_lr_ratio(self, lr: float) -> float:
+        """``min_lr / lr`` (capped at 1) for an absolute ``min_lr``, as the official
+        ``cosine_scheduler(base_value, final_value=min_lr)``; else the recipe's ratio."""
+        return self.recipe.min_lr_ratio if self.min_lr is None else min(1.0, self.min_lr / lr)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Set the weight decay of the decayed parameter group for this optimiser step."""

@@ -8,7 +8,9 @@ import copy
 from collections.abc import Sequence
 
 import torch
+from timm.layers import DropBlock2d, DropPath
 from torch import Tensor, nn
+from torch.nn.modules.dropout import _DropoutNd
 
 from ssl4gie.errors import InputError
 
@@ -24,6 +26,12 @@ class MomentumEncoder(nn.Module):
     parameters are averaged; the copy's batch-norm buffers follow its own forward passes (in
     training mode, as in the official code). As a submodule, it is saved in checkpoints.
 
+    The copy is deterministic: its stochastic depth (timm ``DropPath``, which every timm model
+    uses for ``drop_path_rate``), ``DropBlock2d`` and dropout are switched off, whatever the
+    online modules use, as the official DINO teacher is built without ``drop_path_rate``
+    (facebookresearch/dino ``main_dino.py``: ``teacher = vits.__dict__[args.arch](patch_size=...)``)
+    and the MoCo v3 and BYOL targets have none.
+
     Args:
         online: the online modules applied in sequence, e.g. ``[backbone, projector]``.
         base_momentum: ``tau`` at the start of training, in [0, 1].
@@ -35,6 +43,7 @@ class MomentumEncoder(nn.Module):
             raise InputError(f"base_momentum must be in [0, 1], got {base_momentum}")
         self.base_momentum = base_momentum
         self.encoder = copy.deepcopy(nn.Sequential(*online)).requires_grad_(False)
+        _disable_stochastic_layers(self.encoder)
         self._online = tuple(online)  # plain tuple: not registered twice in the state dict
 
     @torch.no_grad()
@@ -47,3 +56,12 @@ class MomentumEncoder(nn.Module):
         """Move the copy's parameters towards the online ones: ``lerp(theta_m, theta, 1 - tau)``."""
         online = [p for module in self._online for p in module.parameters()]
         torch._foreach_lerp_(list(self.encoder.parameters()), online, 1.0 - momentum)
+
+
+def _disable_stochastic_layers(module: nn.Module) -> None:
+    """Set every drop path, drop block and dropout probability in ``module`` to 0, in place."""
+    for layer in module.modules():
+        if isinstance(layer, DropPath | DropBlock2d):
+            layer.drop_prob = 0.0
+        elif isinstance(layer, _DropoutNd):
+            layer.p = 0.0

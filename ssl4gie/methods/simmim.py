@@ -63,8 +63,14 @@ class MaskedImageModeling(SSLMethod):
     192 px, window 6 (``backbone_kwargs={"img_size": 192, "window_size": 6}``), mask patch 32,
     ratio 0.6, AdamW lr 2e-4 per 512 (1e-4 per 256), weight decay 0.05, 10 warm-up epochs,
     cosine to ``MIN_LR`` 1e-5 (ratio 0.05), gradient clipping 5.0 (set the trainer's
-    ``gradient_clip_val=5.0``); views :meth:`MaskedViewCrop.simmim`. The ViT-B config uses lr
-    1e-4 per 512 and a step schedule; pass ``base_lr=5e-5`` for it.
+    ``gradient_clip_val=5.0``), drop path 0.0 (``DROP_PATH_RATE``; timm's Swin defaults to 0.1:
+    pass ``backbone_kwargs={"drop_path_rate": 0.0}``); views :meth:`MaskedViewCrop.simmim`. No
+    weight decay on 1-D parameters, biases and the encoder's ``no_weight_decay()`` parameters
+    (Swin: ``relative_position_bias_table``; ``absolute_pos_embed`` is off in the official
+    config and absent from timm's Swin; ViT: ``pos_embed``, ``cls_token``), and for Swin on
+    ``mask_token`` (``optimizer.py`` ``get_pretrain_param_groups``; ``models/simmim.py``
+    ``SwinTransformerForSimMIM.no_weight_decay``). The ViT-B
+    config uses lr 1e-4 per 512 and a step schedule; pass ``base_lr=5e-5`` for it.
 
     Args:
         mask_ratio: fraction of mask blocks masked (0.6).
@@ -117,6 +123,25 @@ class MaskedImageModeling(SSLMethod):
 
     def default_views(self) -> nn.Module:
         return MaskedViewCrop.simmim()
+
+    def _param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The base's groups, with :meth:`no_weight_decay` parameters moved from the decayed
+        group (first) to the undecayed one (second), as the official pretraining optimiser."""
+        decayed, undecayed, *rest = super()._param_groups(lr)
+        names = self._no_weight_decay()
+        skip = {id(p) for name, p in self.named_parameters() if name in names}
+        undecayed["params"] = undecayed["params"] + [p for p in decayed["params"] if id(p) in skip]
+        decayed["params"] = [p for p in decayed["params"] if id(p) not in skip]
+        return [decayed, undecayed, *rest]
+
+    def _no_weight_decay(self) -> set[str]:
+        """Names (in this module) of the parameters kept out of weight decay besides 1-D ones:
+        the timm encoder's ``no_weight_decay()`` (Swin: relative position bias tables; ViT:
+        position embedding and class token), and ``mask_token`` with a Swin encoder."""
+        names = {f"backbone.{name}" for name in self.backbone.no_weight_decay()}
+        if isinstance(self.backbone, SwinTransformer):
+            names.add("mask_token")
+        return names
 
     def _check_sizes(self, mask_patch_size: int) -> None:
         name = "MaskedImageModeling"
