@@ -82,7 +82,8 @@ def convergence_points(
 def check_class_ids(values: Tensor, num_classes: int, what: str) -> None:
     """Raise :class:`InputError` unless every entry of ``values`` is in ``0..num_classes-1``.
 
-    One host synchronisation; a wrong target would otherwise give silently wrong metrics.
+    One host synchronisation (tasks call it on the first batch of each stage's epoch); a wrong
+    target would otherwise give silently wrong metrics.
     """
     low, high = int(values.min()), int(values.max())
     if low < 0 or high >= num_classes:
@@ -155,6 +156,7 @@ class TaskModule(L.LightningModule):
         for stage in STAGES:
             setattr(self, f"{stage}_metrics", metrics.clone(prefix=f"{stage}_"))
         self.history: list[tuple[int, int, float]] = []  # (epoch, step, monitored value)
+        self._checked_stage_epoch: tuple | None = None  # (stage, epoch) whose targets were checked
         self.convergence: dict[str, dict[str, int]] = {}
 
     # -- what a task defines -----------------------------------------------------------------
@@ -190,8 +192,12 @@ class TaskModule(L.LightningModule):
         return self
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
-        """Check targets, then augment (training) or only normalise (otherwise) on the device."""
-        self.check_batch(batch)
+        """Check targets (first batch of each stage's epoch: one host sync per epoch, not per
+        step), then augment (training) or only normalise (otherwise) on the device."""
+        stage_epoch = (self.trainer.state.stage, self.current_epoch) if self._trainer else None
+        if stage_epoch is None or stage_epoch != self._checked_stage_epoch:
+            self.check_batch(batch)
+            self._checked_stage_epoch = stage_epoch
         return self.augment(batch)
 
     def display_images(self, batch: dict[str, Any]) -> Tensor:
