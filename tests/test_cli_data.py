@@ -102,7 +102,7 @@ def test_show_views_saves_a_grid_png(synthetic, tmp_path, capsys):
     out = tmp_path / "views.png"
     argv = ["data", "show-views", "--recipe", "dino", "--root", str(root),
             "--layout", "hyperkvasir-unlabeled", "--out", str(out), "--n", "2",
-            "--size", "64", "--view-size", "48", "--fov"]  # fmt: skip
+            "--max-size", "64", "--view-size", "48", "--fov"]  # fmt: skip
     assert main(argv) == 0
     assert "2 images and 10 dino views each" in capsys.readouterr().out
     with Image.open(out) as png:

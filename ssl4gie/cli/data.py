@@ -26,7 +26,7 @@ _SUBCOMMANDS, _subcommand = subcommand_registry()
         "--layout",
         required=True,
         help="hyperkvasir-unlabeled, hyperkvasir-labeled, kvasir-seg, cvc-clinicdb, c3vd "
-        "or imagefolder (layouts as in shared/DATASETS.md)",
+        "or imagefolder (layouts as in docs/datasets.md)",
     ),
     _arg("--root", required=True, help="dataset folder to create (new or empty)"),
     _arg("--n", type=int, required=True, help="number of frames (labelled: over the 23 classes)"),
@@ -84,7 +84,12 @@ RECIPES = ("byol", "barlow_twins", "mocov3", "simclr", "dino", "swav", "mae", "s
     _arg("--layout", default="folder", help=_LAYOUT_HELP + " (default folder)"),
     _arg("--out", required=True, help="PNG to write"),
     _arg("--n", type=int, default=4, help="number of images (rows), default 4"),
-    _arg("--size", type=int, default=256, help="size the images are loaded at, default 256"),
+    _arg(
+        "--max-size",
+        type=int,
+        default=512,
+        help="longer side the frames are loaded at, aspect kept (as pretraining), default 512",
+    ),
     _arg("--view-size", type=int, default=None, help="override the recipe's crop size"),
     _arg("--fov", action="store_true", help="endoscopy: crop inside the field of view"),
     _arg("--seed", type=int, default=0, help="seed for picking images and views"),
@@ -93,7 +98,7 @@ def show_views(args: argparse.Namespace) -> int:
     """Load ``n`` images, make the recipe's views on the CPU and save them as a grid."""
     import torch
 
-    from ssl4gie.data.datamodules import Source, open_dataset
+    from ssl4gie.data.datamodules import AspectTrueFrames, Source, open_dataset
     from ssl4gie.errors import check_choice
     from ssl4gie.transforms import RECIPES, MultiCrop, recipe_by_name
     from ssl4gie.viz import denormalise, save_grid
@@ -101,17 +106,19 @@ def show_views(args: argparse.Namespace) -> int:
     check_choice("recipe", args.recipe, RECIPES)
     if args.n < 1:
         raise InputError(f"--n must be >= 1, got {args.n}")
-    dataset = open_dataset(Source(args.layout, args.root), args.size)
+    dataset = AspectTrueFrames(open_dataset(Source(args.layout, args.root), None), args.max_size)
     generator = torch.Generator().manual_seed(args.seed)
     picks = torch.randperm(len(dataset), generator=generator)[: args.n].tolist()
-    images = torch.stack([dataset[i]["image"] for i in picks])
+    samples = [dataset[i] for i in picks]
+    images = torch.stack([sample["image"] for sample in samples])
+    regions = torch.stack([sample["region"] for sample in samples])
     overrides: dict = {"fov": args.fov}
     if args.view_size and RECIPES[args.recipe] is MultiCrop:  # local crops keep DINO's 96/224
         overrides |= {"global_size": args.view_size, "local_size": args.view_size * 96 // 224}
     elif args.view_size:
         overrides["size"] = args.view_size
     recipe = recipe_by_name(args.recipe, **overrides)
-    views = [denormalise(view) for view in recipe(images, generator=generator)]
+    views = [denormalise(view) for view in recipe(images, regions, generator=generator)]
     rows = [[images[r]] + [view[r] for view in views] for r in range(len(picks))]
     titles = ["image", *recipe.view_names()]
     save_grid(rows, args.out, titles)
