@@ -1,6 +1,6 @@
 """The weights card: everything known about one set of pretrained backbone weights.
 
-A card is data (principle 9 of shared/STYLE.md): the zoo's cards live in ``cards.toml`` and a
+A card is data, as timm's ``pretrained_cfg`` tables: the zoo's cards live in ``cards.toml`` and a
 lab's own cards in its zoo index file. Fields are grouped like timm's ``PretrainedCfg``
 (``timm/models/_pretrained.py``): identity, input, source, provenance, results.
 

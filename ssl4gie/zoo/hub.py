@@ -1,6 +1,6 @@
 """Hub and upstream I/O: cache-first downloads that fail fast, sha256 checks, publishing.
 
-Everything goes through ``huggingface_hub`` (principle 11 of shared/STYLE.md), with the
+Everything goes through ``huggingface_hub`` (as timm's ``_hub.py``), with the
 environment read at call time rather than at import: ``HF_HUB_CACHE`` / ``HF_HOME`` choose the
 cache, ``HF_ENDPOINT`` a mirror, ``HF_HUB_OFFLINE=1`` forbids the network.
 
