@@ -1,4 +1,4 @@
-"""Batch norm over the global batch of all processes, on any device and backend.
+"""Layers shared by the methods: batch norm over the global batch, float32 similarity matrices.
 
 The official MoCo v3, Barlow Twins, BYOL and SimCLR code normalises with the statistics of the
 whole (global) batch: ``SyncBatchNorm`` in the PyTorch repositories, cross-replica batch norm
@@ -9,18 +9,32 @@ process on the concatenated batch (``tests/methods/test_methods_ddp.py`` checks 
 
 :func:`distributed_batchnorm` converts a model before DDP wraps it: ``SyncBatchNorm`` on CUDA
 (its fused kernels are faster), :class:`GlobalBatchNorm` elsewhere, nothing on one process.
+timm's fused ``BatchNormAct2d`` (EfficientNet, MobileNet) keeps its activation on both paths.
+
+:func:`fp32_linear` computes similarity and logit matrices in float32 under ``bf16-mixed``
+autocast (InfoNCE, NT-Xent, DINO's last layer, SwAV's prototype scores), as the official
+fp16/fp32 runs round them far less than bf16's 8-bit mantissa would.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from timm.layers import BatchNormAct2d, convert_sync_batchnorm
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ssl4gie.distributed import all_reduce_sum, world_size
+from ssl4gie.errors import InputError
 
-__all__ = ["GlobalBatchNorm", "distributed_batchnorm", "global_batchnorm"]
+__all__ = [
+    "GlobalBatchNorm",
+    "GlobalBatchNormAct",
+    "distributed_batchnorm",
+    "fp32_linear",
+    "global_batchnorm",
+    "to_fp32",
+]
 
 _PLAIN_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -53,7 +67,7 @@ class GlobalBatchNorm(_BatchNorm):
             raise ValueError(
                 f"Expected more than 1 value per channel when training, got input {tuple(x.shape)}"
             )
-        values = x.to(torch.promote_types(x.dtype, torch.float32))
+        values = to_fp32(x)
         mean = all_reduce_sum(values.sum(reduce_dims)) / count  # [C]
         centred = values - mean.view(per_channel)
         var = all_reduce_sum(centred.pow(2).sum(reduce_dims)) / count  # [C], biased
@@ -76,9 +90,25 @@ class GlobalBatchNorm(_BatchNorm):
         self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
 
 
+class GlobalBatchNormAct(GlobalBatchNorm):
+    """:class:`GlobalBatchNorm`, then the dropout and activation of the timm ``BatchNormAct2d``
+    it replaces (``drop`` then ``act``, as ``BatchNormAct2d.forward``); same state dict keys."""
+
+    def __init__(self, *args: object, drop: nn.Module, act: nn.Module) -> None:
+        super().__init__(*args)
+        self.drop, self.act = drop, act
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.drop(super().forward(x)))
+
+
 def _as_global(bn: _BatchNorm) -> GlobalBatchNorm:
-    """A GlobalBatchNorm sharing ``bn``'s parameters and buffers (no copy)."""
-    out = GlobalBatchNorm(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+    """A GlobalBatchNorm(Act) sharing ``bn``'s parameters, buffers and activation (no copy)."""
+    args = (bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+    if isinstance(bn, BatchNormAct2d):
+        out = GlobalBatchNormAct(*args, drop=bn.drop, act=bn.act)
+    else:
+        out = GlobalBatchNorm(*args)
     if bn.affine:
         out.weight, out.bias = bn.weight, bn.bias
     if bn.track_running_stats:
@@ -89,14 +119,24 @@ def _as_global(bn: _BatchNorm) -> GlobalBatchNorm:
 
 
 def global_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``BatchNorm1d/2d/3d`` in ``module`` by a :class:`GlobalBatchNorm`.
+    """Replace every ``BatchNorm1d/2d/3d`` in ``module`` by a :class:`GlobalBatchNorm`, and every
+    timm ``BatchNormAct2d`` by a :class:`GlobalBatchNormAct`.
 
     Works in place like ``SyncBatchNorm.convert_sync_batchnorm`` and returns the module (a new one
-    only when ``module`` itself is a batch norm). Subclasses (SyncBatchNorm, GlobalBatchNorm) and
-    other norms are left alone.
+    only when ``module`` itself is a batch norm). SyncBatchNorm and GlobalBatchNorm are left
+    alone; another batch norm subclass raises :class:`~ssl4gie.errors.InputError` (its own forward
+    would be lost).
     """
-    if type(module) in _PLAIN_BATCHNORMS:
+    if type(module) in _PLAIN_BATCHNORMS or isinstance(module, BatchNormAct2d):
         return _as_global(module)
+    if isinstance(module, _BatchNorm) and not isinstance(
+        module, nn.SyncBatchNorm | GlobalBatchNorm
+    ):
+        raise InputError(
+            f"global_batchnorm: cannot make {type(module).__name__} normalise over all "
+            "processes (known: BatchNorm1d/2d/3d, timm BatchNormAct2d); use plain batch norms "
+            "or train on CUDA"
+        )
     for name, child in module.named_children():
         converted = global_batchnorm(child)
         if converted is not child:
@@ -107,11 +147,30 @@ def global_batchnorm(module: nn.Module) -> nn.Module:
 def distributed_batchnorm(module: nn.Module, device: torch.device, num_processes: int) -> nn.Module:
     """Make ``module``'s batch norms use the global batch of ``num_processes`` processes.
 
-    Unchanged for one process; ``torch.nn.SyncBatchNorm`` on CUDA; :class:`GlobalBatchNorm` on
-    other devices (CPU with gloo). Call it before DDP wraps the model.
+    Unchanged for one process; on CUDA ``SyncBatchNorm`` through timm's
+    ``convert_sync_batchnorm``, which turns ``BatchNormAct2d`` into ``SyncBatchNormAct`` (torch's
+    own conversion keeps the norm and silently drops the fused activation); on other devices
+    (CPU with gloo) :func:`global_batchnorm`. Call it before DDP wraps the model.
     """
     if num_processes == 1:
         return module
     if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return convert_sync_batchnorm(module)
     return global_batchnorm(module)
+
+
+def to_fp32(x: Tensor) -> Tensor:
+    """``x`` in float32, or unchanged if wider (float64 stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def fp32_linear(x: Tensor, weight: Tensor) -> Tensor:
+    """``x @ weight.T`` in float32 (or wider) with autocast off: ``[N, D] x [K, D] -> [N, K]``.
+
+    For similarity and logit matrices under ``bf16-mixed``: autocast would run the matmul in
+    bf16 and round every logit to 8 bits of mantissa (a relative error up to 2^-9, i.e. up to
+    0.05 on a logit of 25, a cosine divided by the 0.04 of DINO's teacher). Gradients flow to
+    both inputs in their own dtypes.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return F.linear(to_fp32(x), to_fp32(weight))

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ssl4gie.distributed import all_reduce_mean_no_grad
 from ssl4gie.errors import InputError
 from ssl4gie.losses._checks import check_positive
+from ssl4gie.nn import to_fp32
 
 __all__ = ["dino_center", "dino_loss"]
 
@@ -46,6 +47,8 @@ def dino_loss(
     pairs are averaged, as in the official ``DINOLoss.forward``. Gradient flows to the student
     only (the teacher term is detached). The value is this process's mean, so its mean over
     processes is the joint-batch loss; the centre is updated separately by :func:`dino_center`.
+    It is computed in float32 whatever the logits' dtype (the method's last layer already gives
+    float32 logits, :func:`ssl4gie.nn.fp32_linear`).
 
     Args:
         student_out: Student logits per crop, ``[N, K]`` each: the global crops first, in the
@@ -66,10 +69,11 @@ def dino_loss(
     _check_crops(student_out, teacher_out)
     check_positive("dino_loss", "student_temp", student_temp)
     check_positive("dino_loss", "teacher_temp", teacher_temp)
-    log_p_student = [F.log_softmax(s / student_temp, dim=-1) for s in student_out]
-    total, pairs = student_out[0].new_zeros(()), 0
+    log_p_student = [F.log_softmax(to_fp32(s) / student_temp, dim=-1) for s in student_out]
+    total, pairs = log_p_student[0].new_zeros(()), 0
     for t_index, teacher in enumerate(teacher_out):
-        p_teacher = F.softmax((teacher.detach() - center) / teacher_temp, dim=-1)  # [N, K]
+        centred = to_fp32(teacher.detach()) - to_fp32(center)
+        p_teacher = F.softmax(centred / teacher_temp, dim=-1)  # [N, K]
         for s_index, log_p in enumerate(log_p_student):
             if s_index != t_index:
                 total = total - (p_teacher * log_p).sum(dim=-1).mean()

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ssl4gie.distributed import gather_no_grad, rank
 from ssl4gie.losses._checks import check_pair, check_positive
+from ssl4gie.nn import fp32_linear, to_fp32
 
 __all__ = ["info_nce_loss"]
 
@@ -25,7 +26,8 @@ def info_nce_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2) ->
     ``logits[n, m] = einsum("nd,md->nm", q, k_all) / temperature``, ``[N, W*N]``.
 
     Under DDP the value is the mean over this process's queries; its mean over processes is the
-    joint-batch loss, which is what DDP's gradient averaging optimises.
+    joint-batch loss, which is what DDP's gradient averaging optimises. Normalisation and logits
+    are computed in float32, also under bf16 autocast (:func:`ssl4gie.nn.fp32_linear`).
 
     Args:
         q: Queries (predictor outputs of one view), ``[N, D]`` on this process.
@@ -45,8 +47,8 @@ def info_nce_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2) ->
     """
     check_pair("info_nce_loss", ("q", "k"), q, k)
     check_positive("info_nce_loss", "temperature", temperature)
-    q = F.normalize(q, dim=1)
-    k_all = gather_no_grad(F.normalize(k, dim=1))  # [W*N, D]
-    logits = q @ k_all.T / temperature  # [N, W*N]
+    q = F.normalize(to_fp32(q), dim=1)
+    k_all = gather_no_grad(F.normalize(to_fp32(k), dim=1))  # [W*N, D]
+    logits = fp32_linear(q, k_all) / temperature  # [N, W*N], float32
     labels = torch.arange(q.shape[0], device=q.device) + q.shape[0] * rank()
     return F.cross_entropy(logits, labels) * (2 * temperature)

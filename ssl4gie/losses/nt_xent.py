@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ssl4gie.distributed import gather, rank, world_size
 from ssl4gie.losses._checks import check_pair, check_positive
+from ssl4gie.nn import fp32_linear, to_fp32
 
 __all__ = ["nt_xent_loss"]
 
@@ -36,6 +37,7 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -
     other way round); its own row is excluded. The value is the mean over the local ``2N``
     anchors, so its mean over processes is the joint-batch loss, which is what DDP's gradient
     averaging optimises. The official TF code adds the two views' means, i.e. twice this value.
+    Normalisation and logits are computed in float32, also under bf16 autocast.
 
     Einsum letters: ``a`` local anchor, ``c`` global candidate, ``d`` feature:
     ``logits[a, c] = einsum("ad,cd->ac", anchors, candidates) / temperature``, ``[2N, 2*W*N]``.
@@ -56,10 +58,10 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -
     """
     check_pair("nt_xent_loss", ("z1", "z2"), z1, z2)
     check_positive("nt_xent_loss", "temperature", temperature)
-    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    z1, z2 = F.normalize(to_fp32(z1), dim=1), F.normalize(to_fp32(z2), dim=1)
     anchors = torch.cat([z1, z2])  # [2N, D]
     candidates = torch.cat([gather(z1), gather(z2)])  # [2*W*N, D]: all z1 rows, then all z2 rows
-    logits = anchors @ candidates.T / temperature  # [2N, 2*W*N]
+    logits = fp32_linear(anchors, candidates) / temperature  # [2N, 2*W*N], float32
     own_rows, positive_rows = _own_and_positive_rows(z1.shape[0], z1.device)
     is_self = torch.zeros_like(logits, dtype=torch.bool)
     is_self[torch.arange(len(own_rows), device=z1.device), own_rows] = True

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ssl4gie.distributed import all_reduce_sum, world_size
 from ssl4gie.errors import InputError
 from ssl4gie.losses._checks import check_positive
+from ssl4gie.nn import to_fp32
 
 __all__ = ["sinkhorn", "swav_loss"]
 
@@ -44,7 +45,7 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     if scores.ndim != 2:
         raise InputError(f"sinkhorn: scores must be [N, K], got shape {tuple(scores.shape)}")
     check_positive("sinkhorn", "epsilon", epsilon)
-    q = (scores.to(torch.promote_types(scores.dtype, torch.float32)) / epsilon).exp().T  # [K, N]
+    q = (to_fp32(scores) / epsilon).exp().T  # [K, N]
     num_prototypes, global_batch = q.shape[0], q.shape[1] * world_size()
     q = q / all_reduce_sum(q.sum())
     for _ in range(iterations):
@@ -70,7 +71,8 @@ def swav_loss(
     (with the queue's scores prepended, then dropped); every other crop's softmax at
     ``temperature`` predicts them. The cross-entropies are averaged over samples and over the
     other crops, then over the assigning crops. The value is this process's sample mean, so its
-    mean over processes is the joint-batch loss.
+    mean over processes is the joint-batch loss. It is computed in float32 whatever the scores'
+    dtype (the method computes them in float32, :func:`ssl4gie.nn.fp32_linear`).
 
     Args:
         crop_scores: Prototype scores ``[N, K]`` per crop, the assigning crops first.
@@ -97,8 +99,8 @@ def swav_loss(
             f"assigning crop, got num_assign {num_assign}; pass the global crops first"
         )
     batch = crop_scores[0].shape[0]
-    log_p = [F.log_softmax(s / temperature, dim=1) for s in crop_scores]
-    total = crop_scores[0].new_zeros(())
+    log_p = [F.log_softmax(to_fp32(s) / temperature, dim=1) for s in crop_scores]
+    total = log_p[0].new_zeros(())
     for index in range(num_assign):
         scores = crop_scores[index].detach()
         if queue_scores is not None:

@@ -220,11 +220,16 @@ class SSLMethod(L.LightningModule):
 
     def _param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Weights (weight decay, LARS adaptation) and 1-D biases/norm parameters (neither, with
-        ``bias_lr_ratio``), as the official LARS code groups them; frozen parameters left out."""
+        ``bias_lr_ratio``), as the official LARS code groups them; frozen parameters left out.
+        LARS adapts the weights even with ``weight_decay`` 0 (timm's ``always_adapt``; timm
+        otherwise skips the trust ratio of a group without weight decay)."""
         trainable = [p for p in self.parameters() if p.requires_grad]
         biases = {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0}
         biases["lr"] = lr * self.recipe.bias_lr_ratio
-        return [{"params": [p for p in trainable if p.ndim > 1]}, biases]
+        weights: dict[str, Any] = {"params": [p for p in trainable if p.ndim > 1]}
+        if self.recipe.optimizer == "lars":
+            weights["always_adapt"] = True
+        return [weights, biases]
 
     def _min_lr_ratio(self, lr: float) -> float:
         """Final learning rate of the cosine as a fraction of the peak ``lr``: the recipe's

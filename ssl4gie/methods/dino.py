@@ -16,6 +16,7 @@ from ssl4gie.losses import dino_center, dino_loss
 from ssl4gie.methods.base import ArchitectureKind, MomentumEncoder, Recipe, SSLMethod
 from ssl4gie.methods.fast_path import host_scalar
 from ssl4gie.methods.schedules import warmup_cosine
+from ssl4gie.nn import fp32_linear
 from ssl4gie.transforms.views import MultiCrop
 
 __all__ = [
@@ -87,7 +88,7 @@ class WeightNormLinear(nn.Module):
         self.scale = nn.Parameter(torch.ones(out_dim, 1), requires_grad=not fixed_norm)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.scale * F.normalize(self.direction, dim=1))
+        return fp32_linear(x, self.scale * F.normalize(self.direction, dim=1))  # float32 logits
 
 
 class DINOHead(nn.Module):

@@ -15,10 +15,11 @@ from ssl4gie.errors import InputError
 from ssl4gie.losses import mae_loss, patchify, unpatchify
 from ssl4gie.methods.base import ArchitectureKind, Recipe, SSLMethod
 from ssl4gie.methods.dino import check_patch_divisible
+from ssl4gie.methods.vit_init import init_vit, loads_weights, official_init_weights, sincos_2d
 from ssl4gie.transforms.views import MaskedViewCrop
 from ssl4gie.viz import denormalise, save_grid
 
-__all__ = ["MAE", "MAEDecoder", "check_mask_ratio", "random_masking", "sincos_2d"]
+__all__ = ["MAE", "MAEDecoder", "check_mask_ratio", "random_masking"]
 
 GRID_IMAGES = 8  # images in the reconstruction grid saved at each training epoch end
 
@@ -56,26 +57,14 @@ def random_masking(
     return visible, mask.gather(1, ids_restore), ids_restore
 
 
-def sincos_2d(dim: int, height: int, width: int) -> Tensor:
-    """Fixed 2D sin-cos position embedding ``[height * width, dim]`` (MAE ``util/pos_embed.py``):
-    half the channels encode the row, half the column, each as ``sin`` then ``cos`` of
-    ``position * 10000^(-i / (dim / 4))``."""
-    if dim % 4:
-        raise InputError(f"a 2D sin-cos position embedding needs a width divisible by 4, got {dim}")
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
-    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    angles = [pos.reshape(-1, 1).double() * omega for pos in (rows, cols)]
-    return torch.cat([f(a) for a in angles for f in (torch.sin, torch.cos)], dim=1).float()
-
-
 class MAEDecoder(nn.Module):
     """MAE's light decoder: "a series of Transformer blocks [...] The decoder has its own
     position embeddings" [He et al. 2022, Sec. 3].
 
     Visible tokens are projected to ``width``, the mask token fills the removed places, the
-    fixed sin-cos positions are added, then ``depth`` timm ``Block``s, LayerNorm and a linear
-    prediction of each patch's ``p*p*3`` pixels. Prefix tokens (class, registers) pass through
-    the blocks and are dropped from the output.
+    fixed sin-cos positions (MAE's orientation) are added, then ``depth`` timm ``Block``s,
+    LayerNorm and a linear prediction of each patch's ``p*p*3`` pixels. Prefix tokens (class,
+    registers) pass through the blocks and are dropped from the output.
     """
 
     def __init__(
@@ -89,7 +78,7 @@ class MAEDecoder(nn.Module):
         self.blocks = nn.Sequential(*[block() for _ in range(depth)])
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.pred = nn.Linear(width, patch_values)
-        self.apply(_xavier_init)
+        self.apply(official_init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
 
     def forward(
@@ -107,14 +96,6 @@ class MAEDecoder(nn.Module):
         return self.pred(x[:, prefix:])
 
 
-def _xavier_init(module: nn.Module) -> None:
-    """The official ``_init_weights``: xavier-uniform Linear weights, zero biases."""
-    if isinstance(module, nn.Linear):
-        nn.init.xavier_uniform_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
 class MAE(SSLMethod):
     """MAE: a ViT encodes a random quarter of the patches; a light decoder predicts the rest.
 
@@ -128,11 +109,13 @@ class MAE(SSLMethod):
     - mask ratio 0.75, per-sample random masking; decoder 8 blocks, 512 wide, 16 heads; loss on
       removed patches with per-patch normalised pixels (``norm_pix_loss``), :func:`mae_loss`.
     - fixed 2D sin-cos position embeddings for encoder (copied into the ViT's ``pos_embed``,
-      frozen; the class token's position is 0) and decoder.
+      frozen; the class token's position is 0) and decoder, in the official orientation
+      (:func:`~ssl4gie.methods.vit_init.sincos_2d`).
+    - the official ``initialize_weights`` for a randomly initialised encoder
+      (:func:`~ssl4gie.methods.vit_init.init_vit`) and the decoder. A backbone loaded with
+      pretrained weights keeps them and its position table (only frozen).
     - AdamW, lr 1.5e-4 per 256 (``--blr``), weight decay 0.05, betas (0.9, 0.95), 40 warm-up
       epochs, cosine to 0; views :meth:`MaskedViewCrop.mae`.
-    - Deviation: the encoder keeps timm's initialisation (the official code re-initialises with
-      xavier-uniform); the decoder's is the official one.
 
     At every training epoch end, rank 0 writes ``reconstructions/epoch_NNN.png`` under the
     trainer's ``log_dir`` (``default_root_dir`` without a logger): original, masked and
@@ -182,7 +165,8 @@ class MAE(SSLMethod):
                 f"{(size // self.patch) ** 2} in a {size} px view; lower it or enlarge the view"
             )
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
-        _fix_sincos_pos_embed(self.backbone)
+        pretrained = loads_weights(backbone, kwargs.get("backbone_kwargs"))
+        init_vit(self.backbone, "mae", pretrained)
         patch_values = self.patch**2 * self.backbone.patch_embed.proj.in_channels
         self.decoder = MAEDecoder(
             self.backbone.num_features, patch_values, decoder_width, decoder_depth, decoder_heads
@@ -268,16 +252,3 @@ def check_plain_vit(backbone: nn.Module, name: str, method: str) -> None:
             f"{method} needs a timm VisionTransformer backbone, got {name!r} "
             f"({type(backbone).__name__}); pick e.g. 'vit_base_patch16_224'"
         )
-
-
-def _fix_sincos_pos_embed(vit: VisionTransformer) -> None:
-    """Overwrite the patch positions of ``vit.pos_embed`` with fixed 2D sin-cos and freeze it
-    (prefix-token positions 0), as the official ``initialize_weights``."""
-    if vit.pos_embed is None:
-        return
-    height, width = vit.patch_embed.grid_size
-    prefix = vit.pos_embed.shape[1] - height * width
-    with torch.no_grad():
-        vit.pos_embed.zero_()
-        vit.pos_embed[0, prefix:] = sincos_2d(vit.pos_embed.shape[-1], height, width)
-    vit.pos_embed.requires_grad_(False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from ssl4gie.backbones import is_vit
@@ -12,6 +13,7 @@ from ssl4gie.errors import InputError
 from ssl4gie.losses import info_nce_loss
 from ssl4gie.methods.base import ArchitectureKind, MomentumEncoder, Recipe, SSLMethod
 from ssl4gie.methods.heads import mlp
+from ssl4gie.methods.vit_init import init_vit, loads_weights
 from ssl4gie.transforms.views import TwoViews
 
 __all__ = ["MoCoV3"]
@@ -38,6 +40,10 @@ class MoCoV3(SSLMethod):
       ViT: AdamW, lr 1.5e-4 per 256, wd 0.1, 40 warm-up epochs. Deviation: the official AdamW
       decays every parameter; here biases and norm parameters get no weight decay.
     - views: :meth:`TwoViews.mocov3` (the ResNet runs use ``crop_scale=(0.2, 1.0)``).
+    - ViT backbones (timm ``VisionTransformer``) built without pretrained weights get the
+      official ``vits.py`` model: fixed 2D sin-cos position embedding and its initialisation
+      (:func:`~ssl4gie.methods.vit_init.init_vit`), applied before the momentum copy is made.
+      Loaded weights are kept (their position table frozen).
 
     Args:
         mlp_dim: hidden width of projector and predictor (4096).
@@ -78,6 +84,9 @@ class MoCoV3(SSLMethod):
         hidden = [mlp_dim, mlp_dim] if vit else [mlp_dim]
         self.projector = mlp([self.backbone.num_features, *hidden, dim], bias=False, last_bn=True)
         self.predictor = mlp([dim, mlp_dim, dim], bias=False, last_bn=vit)
+        if isinstance(self.backbone, VisionTransformer):
+            pretrained = loads_weights(backbone, kwargs.get("backbone_kwargs"))
+            init_vit(self.backbone, "mocov3", pretrained)
         if freeze_patch_embed:
             _freeze_patch_embed(self.backbone, backbone)
         self.momentum_encoder = MomentumEncoder([self.backbone, self.projector], base_momentum)

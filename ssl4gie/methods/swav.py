@@ -9,13 +9,16 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from ssl4gie.distributed import gather_no_grad, rank, world_size
 from ssl4gie.errors import InputError
 from ssl4gie.losses import swav_loss
 from ssl4gie.methods.base import VIT_RECIPE, ArchitectureKind, Recipe, SSLMethod
 from ssl4gie.methods.dino import check_patch_divisible, features_by_resolution
 from ssl4gie.methods.heads import mlp
+from ssl4gie.nn import fp32_linear, to_fp32
 from ssl4gie.transforms.views import MultiCrop
 
 __all__ = ["SwAV"]
@@ -30,13 +33,18 @@ class SwAV(SSLMethod):
     augmented versions of the same image" [Caron et al. 2020, Sec. 3.1]. The backbone runs once
     per crop resolution (:func:`~ssl4gie.methods.dino.features_by_resolution`), the projector's
     l2-normalised output is scored against ``num_prototypes`` prototypes (l2-normalised before
-    every step, as the official ``train``), and :func:`~ssl4gie.losses.swav_loss` gets codes for
-    the 2 global crops from Sinkhorn-Knopp over the global batch of all processes.
+    every step, as the official ``train``; the scores in float32, also under bf16 autocast),
+    and :func:`~ssl4gie.losses.swav_loss` gets codes for the 2 global crops from Sinkhorn-Knopp
+    over the global batch of all processes.
 
     Queue (for small batches): with ``queue_length > 0``, each process keeps the last
     ``queue_length / W`` (rounded down to whole global batches, as the official code) projections
     of each global crop, filled from epoch ``epoch_queue_starts`` on; once full, their scores
-    against the current prototypes join the Sinkhorn batch. The queue is a checkpointed buffer.
+    against the current prototypes join the Sinkhorn batch. As the official per-rank tensor, the
+    queue is a plain attribute, not a buffer: DDP (``broadcast_buffers=True``, Lightning's
+    default) would overwrite every process's queue with rank 0's at each forward. Checkpoints
+    hold every process's queue (``checkpoint["swav_queue"]``, ``[W, 2, queue_length / W, dim]``,
+    the official ``queue{rank}.pth`` files); a resume on as many processes gives each its own.
 
     Official defaults (``main_swav.py`` arguments, ``scripts/swav_800ep_pretrain.sh``,
     ``scripts/swav_200ep_bs256_pretrain.sh``):
@@ -102,7 +110,7 @@ class SwAV(SSLMethod):
         self.queue_length, self.epoch_queue_starts = queue_length, epoch_queue_starts
         self.freeze_prototypes_epochs = freeze_prototypes_epochs
         self._freeze_prototypes_steps = 0
-        self.register_buffer("queue", torch.zeros(NUM_ASSIGN, 0, dim))  # sized on_train_start
+        self.queue = torch.zeros(NUM_ASSIGN, 0, dim)  # per process, sized on_train_start
 
     def default_views(self) -> nn.Module:
         return MultiCrop.swav()
@@ -115,8 +123,8 @@ class SwAV(SSLMethod):
         with torch.no_grad():
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         features = torch.cat(features_by_resolution(self.backbone, views))  # [V*N, D]
-        embeddings = F.normalize(self.projector(features), dim=1)  # [V*N, dim]
-        scores = self.prototypes(embeddings).chunk(len(views))  # V x [N, K]
+        embeddings = F.normalize(to_fp32(self.projector(features)), dim=1)  # [V*N, dim]
+        scores = fp32_linear(embeddings, self.prototypes.weight).chunk(len(views))  # V x [N, K]
         loss = swav_loss(scores, self._queue_scores(), num_assign=NUM_ASSIGN, **self.sinkhorn)
         batch = views[0].shape[0]
         self._enqueue(embeddings[: NUM_ASSIGN * batch].detach().view(NUM_ASSIGN, batch, -1))
@@ -128,7 +136,7 @@ class SwAV(SSLMethod):
         if self.queue.shape[1] == 0 or not self.queue[:, -1].any():
             return None
         with torch.no_grad():
-            return list(self.queue @ self.prototypes.weight.T)
+            return list(fp32_linear(self.queue, self.prototypes.weight))
 
     @torch.no_grad()
     def _enqueue(self, embeddings: Tensor) -> None:
@@ -136,7 +144,7 @@ class SwAV(SSLMethod):
         if self.queue.shape[1] == 0 or self.current_epoch < self.epoch_queue_starts:
             return
         batch = embeddings.shape[1]
-        self.queue.copy_(torch.cat([embeddings, self.queue[:, :-batch]], dim=1))
+        self.queue = torch.cat([embeddings.to(self.queue), self.queue[:, :-batch]], dim=1)
 
     def on_train_start(self) -> None:
         """Size the queue per process (unless a checkpoint restored it) and the freeze length."""
@@ -148,7 +156,9 @@ class SwAV(SSLMethod):
             self.queue_length - self.queue_length % global_batch
         ) // self.trainer.world_size
         if self.queue.shape[1] == 0 and per_process > 0:
-            self.queue = self.queue.new_zeros(NUM_ASSIGN, per_process, self.queue.shape[-1])
+            shape = (NUM_ASSIGN, per_process, self.queue.shape[-1])
+            self.queue = torch.zeros(shape, device=self.device, dtype=self.prototypes.weight.dtype)
+        self.queue = self.queue.to(self.device)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Drop the prototypes' gradient while they are frozen (official
@@ -156,9 +166,24 @@ class SwAV(SSLMethod):
         if self.trainer.global_step < self._freeze_prototypes_steps:
             self.prototypes.weight.grad = None
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add every process's queue, ``[W, 2, L, dim]`` (a collective: Lightning calls this hook
+        on every process)."""
+        super().on_save_checkpoint(checkpoint)
+        if self.queue.numel():
+            checkpoint["swav_queue"] = gather_no_grad(self.queue[None]).cpu()
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resize the queue buffer to the checkpoint's before its state is loaded."""
+        """Take this process's queue from the checkpoint; a checkpoint of another number of
+        processes restarts the queue empty (with a warning)."""
         super().on_load_checkpoint(checkpoint)
-        saved = checkpoint.get("state_dict", {}).get("queue")
-        if saved is not None:
-            self.queue = torch.zeros_like(saved, device=self.queue.device)
+        saved = checkpoint.get("swav_queue")
+        if saved is None:
+            return
+        if saved.shape[0] != world_size():
+            rank_zero_warn(
+                f"SwAV: the checkpoint holds the queues of {saved.shape[0]} processes, this run "
+                f"has {world_size()}; the queue restarts empty and fills again"
+            )
+            return
+        self.queue = saved[rank()].clone()

@@ -36,7 +36,8 @@ def test_resumed_state_equals_uninterrupted_state(
 
     fit(tmp_path / "interrupted", interrupt=True)
     resumed = fit(tmp_path / "resumed", ckpt_path=tmp_path / "interrupted" / "last.ckpt")
-    full = fit(tmp_path / "full").state_dict()
-    stateful = {"dino": "center", "swav": "queue"}[name]
-    assert stateful in full and full[stateful].abs().sum() > 0
-    torch.testing.assert_close(resumed.state_dict(), full)
+    full = fit(tmp_path / "full")
+    stateful = {"dino": "center", "swav": "queue"}[name]  # SwAV's: per process, not a buffer
+    assert getattr(full, stateful).abs().sum() > 0
+    torch.testing.assert_close(getattr(resumed, stateful), getattr(full, stateful))
+    torch.testing.assert_close(resumed.state_dict(), full.state_dict())
