@@ -2,8 +2,9 @@
 
 Views (:mod:`.views`) turn a uint8 or [0, 1] float batch into a list of normalised views;
 fine-tuning augmentations (:mod:`.finetune`) move masks, boxes and depth with the image;
-:mod:`.fov` estimates endoscopy field-of-view masks; :mod:`.shifts` makes controlled acquisition
-shifts (white balance, blur, JPEG, resolution, field of view) for robustness tests.
+:mod:`.fov` estimates endoscopy field-of-view masks and scene masks (the field of view without
+burnt-in overlays); :mod:`.shifts` makes controlled acquisition shifts (white balance, blur,
+JPEG, resolution, field of view) for robustness tests.
 """
 
 from ssl4gie.transforms.finetune import (
@@ -13,7 +14,7 @@ from ssl4gie.transforms.finetune import (
     SegmentationAugment,
     TaskAugment,
 )
-from ssl4gie.transforms.fov import estimate_fov, fov_boxes
+from ssl4gie.transforms.fov import estimate_fov, fov_boxes, scene_mask
 from ssl4gie.transforms.shifts import SHIFTS, ShiftedLoader, apply_shift
 from ssl4gie.transforms.views import (
     IMAGENET_MEAN,
@@ -47,4 +48,5 @@ __all__ = [
     "estimate_fov",
     "fov_boxes",
     "recipe_by_name",
+    "scene_mask",
 ]
