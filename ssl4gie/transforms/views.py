@@ -27,10 +27,12 @@ Pretraining batches hold aspect-true frames on a fixed canvas with their valid `
 (:class:`~ssl4gie.data.datamodules.PretrainDataModule`): area and aspect ratio of a crop are then
 relative to the original frame, as torchvision's crops of the full-resolution image.
 
-With ``fov=True`` (endoscopy), crops are drawn inside the bounding box of the field of view of
-:func:`ssl4gie.transforms.fov.estimate_fov`, and every output pixel outside the field of view is
-set to 0 after normalisation (the dataset mean), so the black border and burnt-in text there
-carry no signal.
+With ``fov=True`` (endoscopy), crops are drawn inside the bounding box of the scene mask of
+:func:`ssl4gie.transforms.fov.scene_mask` (the field of view minus burnt-in UI boxes and text),
+and every output pixel outside the scene is set to 0 after normalisation (the dataset mean), so
+the black border and the overlays carry no signal. Recipes with ``SCENE_MASKS``
+(:class:`MaskedViewCrop`) then also return each view's scene mask, for losses that skip what is
+not scene.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from ssl4gie.errors import InputError, check_choice
-from ssl4gie.transforms.fov import estimate_fov, fov_boxes
+from ssl4gie.transforms.fov import fov_boxes, scene_mask
 from ssl4gie.transforms.ops import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -73,10 +75,13 @@ class ViewRecipe(nn.Module):
     """Base of the recipes: a list of (view parameters, copies per image) groups.
 
     ``forward`` returns, group after group, ``copies`` views of the whole batch each (all copies
-    of a group are drawn in one batched pass).
+    of a group are drawn in one batched pass); with ``fov`` and ``SCENE_MASKS``, then the scene
+    mask of every view in the same order.
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    SCENE_MASKS: ClassVar[bool] = False
+    """With ``fov=True``, also return each view's scene mask (bool ``[B, 1, s, s]``)."""
 
     def __init__(
         self,
@@ -117,7 +122,8 @@ class ViewRecipe(nn.Module):
             generator: RNG of every random draw (the global torch RNG if None).
 
         Returns:
-            float ``[B, 3, s, s]`` views, group after group (see the class).
+            float ``[B, 3, s, s]`` views, group after group (see the class); with ``fov`` and
+            ``SCENE_MASKS``, followed by one bool ``[B, 1, s, s]`` scene mask per view.
         """
         source = to_unit_float(images)
         if regions is None:
@@ -126,23 +132,27 @@ class ViewRecipe(nn.Module):
             regions = full.expand(source.shape[0], 4)
         regions = regions.to(device=source.device, dtype=torch.float32)
         if self.fov:
-            mask = estimate_fov(source, self.fov_threshold)
-            regions = _intersect(regions, fov_boxes(mask))
-            source = torch.cat([source, mask.float()], dim=1)
+            scene = scene_mask(source, self.fov_threshold)
+            regions = _intersect(regions, fov_boxes(scene))
+            source = torch.cat([source, scene.float()], dim=1)
         views: list[Tensor] = []
+        scenes: list[Tensor] = []
         for params, copies in self.groups:
             batch = source.repeat(copies, 1, 1, 1)
             augmented = augment_view(batch, params, regions.repeat(copies, 1), generator)
             views.extend(self._normalise(augmented).chunk(copies))
-        return views
+            scenes.extend((augmented[:, 3:] > 0.5).chunk(copies))
+        return views + scenes if self.fov and self.SCENE_MASKS else views
 
     def view_names(self) -> list[str]:
         """One label per view ``forward`` returns, e.g. ``["1: 224 px", "2: 224 px"]``."""
         sizes = [params.size for params, copies in self.groups for _ in range(copies)]
-        return [f"{i}: {size} px" for i, size in enumerate(sizes, start=1)]
+        names = [f"{i}: {size} px" for i, size in enumerate(sizes, start=1)]
+        scenes = [f"{i}: scene" for i in range(1, len(sizes) + 1)]
+        return names + scenes if self.fov and self.SCENE_MASKS else names
 
     def _normalise(self, views: Tensor) -> Tensor:
-        """ImageNet-normalise the RGB channels; zero outside the FOV channel if present."""
+        """ImageNet-normalise the RGB channels; zero outside the scene channel if present."""
         rgb = (views[:, :3] - self.mean.to(views.device)) / self.std.to(views.device)
         if views.shape[1] == 3:
             return rgb
@@ -338,13 +348,18 @@ class MaskedViewCrop(ViewRecipe):
     Defaults are MAE's (He et al. 2022, arXiv:2111.06377; facebookresearch/mae
     ``main_pretrain.py``): scale (0.2, 1), ratio (3/4, 4/3), flip 0.5, bicubic. Preset
     ``simmim`` (Xie et al. 2022, arXiv:2111.09886; microsoft/SimMIM ``data_simmim.py``): scale
-    (0.67, 1), ratio (3/4, 4/3), bilinear. Returns a one-element list.
+    (0.67, 1), ratio (3/4, 4/3), bilinear. Returns a one-element list; with ``fov=True``, the
+    view and its scene mask, whose outside the MAE and SimMIM losses skip.
 
     Examples:
         >>> [tuple(view.shape) for view in MaskedViewCrop.mae(size=32)(torch.rand(4, 3, 48, 48))]
         [(4, 3, 32, 32)]
+        >>> view, scene = MaskedViewCrop.mae(size=32, fov=True)(torch.rand(4, 3, 48, 48))
+        >>> tuple(scene.shape), scene.dtype
+        ((4, 1, 32, 32), torch.bool)
     """
 
+    SCENE_MASKS: ClassVar[bool] = True
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "mae": {},
         "simmim": {"crop_scale": (0.67, 1.0), "interpolation": "bilinear"},
