@@ -77,20 +77,24 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks, never part of the tests (about 8 minutes on 2 CPU cores); docs/benchmarks.md.
 
-    Every script in benchmarks/ writes benchmarks/results/<script>.json, then report.py writes
-    docs/benchmarks.md from them. Posargs go to every script: ``nox -s bench -- --gpu``
-    (``--compile`` adds the torch.compile rows).
+    Every script in benchmarks/ writes benchmarks/results/<script>.json (results/gpu/ with
+    ``--gpu``), then report.py writes docs/benchmarks.md from the CPU and GPU results both.
+    Posargs go to every script: ``nox -s bench -- --gpu`` (``--compile`` adds the
+    torch.compile rows). On a GPU machine without this environment: benchmarks/gpu/run.sh.
     """
     bindir = project_env(session, "dev,bench")
     benchmarks, results = ROOT / "benchmarks", ROOT / "benchmarks" / "results"
-    results.mkdir(exist_ok=True)
-    written = []
+    if "--gpu" in session.posargs:
+        results = results / "gpu"
+    results.mkdir(parents=True, exist_ok=True)
     for script in sorted(benchmarks.glob("[!_]*.py")):
         if script.name != "report.py":
-            written.append(str(results / f"{script.stem}.json"))
-            run_in(session, bindir, "python", str(script), *session.posargs, "--json", written[-1])
+            out = str(results / f"{script.stem}.json")
+            run_in(session, bindir, "python", str(script), *session.posargs, "--json", out)
     report, page = str(benchmarks / "report.py"), str(ROOT / "docs" / "benchmarks.md")
-    run_in(session, bindir, "python", report, "--json", *written, "--out", page)
+    scales = [benchmarks / "results", benchmarks / "results" / "gpu"]
+    every = [str(path) for folder in scales for path in sorted(folder.glob("*.json"))]
+    run_in(session, bindir, "python", report, "--json", *every, "--out", page)
 
 
 @nox.session(venv_backend="none")

@@ -275,6 +275,18 @@ def build_method(name: str, backbone: str, scale: Scale, **options: Any) -> SSLM
     return METHODS[name](backbone, **kwargs, **heads, **options)
 
 
+def pretrain_inputs(size: int) -> dict[str, dict[str, int | None]]:
+    """The two pretraining inputs for ``size``-px views, by name, as ``PretrainDataModule``
+    arguments: ``fit <m>``, aspect-true frames with longer side ``m`` = 16/7 of the view (512
+    for 224, the shipped configs'), and ``squash <s>``, the old input, every frame squashed to
+    ``s`` x ``s`` = 8/7 of the view (256 for 224)."""
+    fit, squash = size * 16 // 7, size * 8 // 7
+    return {
+        f"fit {fit}": {"max_size": fit, "size": None},
+        f"squash {squash}": {"max_size": None, "size": squash},
+    }
+
+
 def fast_path(backbone: str, scale: Scale) -> dict[str, Any]:
     """The fast-path switches for the scale: channels-last for CNNs on the GPU (the rest is
     ``optimizer_impl="auto"`` and the trainer's precision)."""

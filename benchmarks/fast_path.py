@@ -109,9 +109,10 @@ def data_images_per_second(root: Path, repeats: int, loader: dict, backbone: str
     """Images/s of Barlow Twins' ``Trainer.fit`` with the ``loader`` settings, over epochs of
     a third of the timed steps (so that every run crosses epoch boundaries)."""
     method = _common.build_method("barlow_twins", backbone, scale)
+    fit, _ = _common.pretrain_inputs(scale.size).values()  # the aspect-true input
     data = SwitchedData(
         [Source("hyperkvasir-unlabeled", str(root))] * repeats,
-        size=scale.size * 8 // 7,
+        **fit,
         batch_size=scale.batch,
         num_workers=scale.workers,
         pin_memory=loader["pin_memory"],

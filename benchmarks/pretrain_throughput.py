@@ -1,11 +1,15 @@
 """Pretraining throughput with the data pipeline included, from JPEG files to optimiser step:
-ssl4gie against the plain-PyTorch way and lightly, on the same synthetic frames.
+ssl4gie with the aspect-true input and with the old squashed one, against the plain-PyTorch
+way and lightly, on the same synthetic frames.
 
     python benchmarks/pretrain_throughput.py [--gpu] [--methods ...] [--frames 256] [--json out]
 
-- ``ours``: ``Trainer.fit`` on a ``PretrainDataModule`` (workers decode and resize; on a GPU the
-  JPEGs are decoded there, ``decode_on_device``), views on the device, the method's step with
-  the scale's fast path;
+- ``ours``: ``Trainer.fit`` on a ``PretrainDataModule`` with the aspect-true input (``fit``:
+  frames fitted to a canvas of 16/7 the view size, 512 for 224 px views; workers decode and
+  resize; on a GPU the JPEGs are decoded there, ``decode_on_device``), views on the device
+  inside each frame's region, the method's step with the scale's fast path;
+- ``ours squash``: the same with the old input, every frame squashed to 8/7 the view size (256
+  for 224); ``fidelity cost``: how much slower the aspect-true input is (1 - ours / squash);
 - ``plain``: the same method's model and loss in a plain loop, fed by a DataLoader whose workers
   decode with PIL and run torchvision's two-view transforms (the seed studies' way);
 - ``lightly``: lightly's model, loss and transforms (Barlow Twins, SimCLR, BYOL).
@@ -39,6 +43,8 @@ COLUMNS: list[_common.Column] = [
     ("method", "method", "{}"),
     ("backbone", "backbone", "{}"),
     ("ours_images_per_s", "ours images/s", "{:.1f}"),
+    ("squash_images_per_s", "ours squash images/s", "{:.1f}"),
+    ("fidelity_cost", "fidelity cost", "{:+.1%}"),
     ("plain_images_per_s", "plain images/s", "{:.1f}"),
     ("lightly_images_per_s", "lightly images/s", "{:.1f}"),
     ("speedup_vs_plain", "x plain", "{:.2f}"),
@@ -48,12 +54,13 @@ COLUMNS: list[_common.Column] = [
 ]
 
 
-def ours(name: str, backbone: str, root: Path, repeats: int, scale, device) -> float:
-    """Images/s of ssl4gie's ``Trainer.fit`` on the frames under ``root`` (``repeats`` times)."""
+def ours(name: str, backbone: str, root: Path, repeats: int, scale, device, options) -> float:
+    """Images/s of ssl4gie's ``Trainer.fit`` on the frames under ``root`` (``repeats`` times)
+    with the input ``options`` (:func:`_common.pretrain_inputs`)."""
     method = _common.build_method(name, backbone, scale, **_common.fast_path(backbone, scale))
     data = PretrainDataModule(
         [Source("hyperkvasir-unlabeled", str(root))] * repeats,
-        size=scale.size * 8 // 7,  # 256 px frames for 224 px views
+        **options,
         batch_size=scale.batch,
         num_workers=scale.workers,
         decode_on_device=device.type == "cuda",
@@ -93,9 +100,10 @@ def model_kind(backbone: str) -> str:
 
 
 def speedups(row: dict) -> dict[str, float | None]:
-    """ours/plain, ours/lightly and the HyperKvasir epoch time of a row."""
+    """ours/plain, ours/lightly, the fidelity cost and the HyperKvasir epoch time of a row."""
     ours_rate = row["ours_images_per_s"]
     return {
+        "fidelity_cost": 1 - ours_rate / row["squash_images_per_s"],
         "speedup_vs_plain": _common.ratio(ours_rate, row["plain_images_per_s"]),
         "speedup_vs_lightly": _common.ratio(ours_rate, row["lightly_images_per_s"]),
         "epoch_s": _common.HYPERKVASIR_UNLABELLED / ours_rate,
@@ -103,12 +111,15 @@ def speedups(row: dict) -> dict[str, float | None]:
 
 
 def measure(name: str, backbone: str, root: Path, repeats: int, scale, device) -> dict:
-    """One row: ours, plain (two-view methods) and lightly images/s, and the ratios."""
+    """One row: ours (both inputs), plain (two-view methods) and lightly images/s, and the
+    ratios."""
     row: dict[str, Any] = {"method": name, "backbone": backbone, "batch": scale.batch}
+    fit, squash = _common.pretrain_inputs(scale.size).values()
     try:
-        row["ours_images_per_s"] = ours(name, backbone, root, repeats, scale, device)
+        row["ours_images_per_s"] = ours(name, backbone, root, repeats, scale, device, fit)
     except InputError as err:  # e.g. MAE on a ResNet
         return row | {"error": str(err).split(";")[0]}
+    row["squash_images_per_s"] = ours(name, backbone, root, repeats, scale, device, squash)
     paths = sorted(root.rglob("*.jpg")) * repeats
     two_views = name in TWO_VIEW_METHODS
     row["plain_images_per_s"] = plain(name, backbone, paths, scale, device) if two_views else None
@@ -139,9 +150,12 @@ def main() -> None:
                 rows.append(measure(name, backbone, root, repeats, scale, device))
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
+    fit_name, squash_name = _common.pretrain_inputs(scale.size)
     notes = [
-        f"{scale.workers} loader worker(s) for every pipeline; {frames} synthetic "
-        f"{scale.frame_size * 5 // 4}x{scale.frame_size} JPEGs, repeated {repeats}x",
+        f"{scale.workers} loader worker(s) for every pipeline; {frames} synthetic JPEGs in "
+        f"HyperKvasir's layout ({scale.frame_size * 5 // 4}x{scale.frame_size} and square), "
+        f"repeated {repeats}x",
+        f"ours: the aspect-true input ({fit_name}); ours squash: the old one ({squash_name}); "
         "plain: the two-view methods (torchvision's two-view transforms); "
         "HK epoch s: 99,417 frames at the ours images/s",
     ]
