@@ -28,10 +28,10 @@ def test_synth_runs_as_a_command(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (root / "cecum_t1_a").iterdir()) == [
+        "0000_color.png",
         "0000_depth.tiff",
+        "0001_color.png",
         "0001_depth.tiff",
-        "0_color.png",
-        "1_color.png",
     ]
 
 

@@ -62,6 +62,7 @@ LAYOUTS = {
     "imagefolder": ds.ImageNetFolder,
     "acdc": functools.partial(NiftiSlices, layout="acdc"),
     "lung": functools.partial(NiftiSlices, layout="lung"),
+    "seg-folder": ds.SegFolder,
 }
 SplitName = Literal["ssl4gie", "leak-aware", "groups"]
 
@@ -109,7 +110,8 @@ def default_num_workers() -> int:
 def collate_samples(
     samples: list[dict[str, torch.Tensor]], keys: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """Stack sample dicts into a batch; ``boxes`` and ``jpeg`` (sizes differ) stay lists.
+    """Stack sample dicts into a batch; ``boxes``, ``jpeg`` and ``full_mask`` (sizes differ)
+    stay lists.
 
     ``keys`` keeps only those keys (pretraining keeps ``image`` and ``index``, so labelled and
     unlabelled datasets concatenate).
@@ -117,7 +119,7 @@ def collate_samples(
     keys = samples[0].keys() if keys is None else keys
     return {
         key: [s[key] for s in samples]
-        if key in ("boxes", "jpeg")
+        if key in ("boxes", "jpeg", "full_mask")
         else torch.stack([s[key] for s in samples])
         for key in keys
     }

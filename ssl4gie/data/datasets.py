@@ -1,4 +1,4 @@
-"""One torch Dataset per on-disk layout (``shared/DATASETS.md``), each returning the sample dict of
+"""One torch Dataset per on-disk layout (``docs/datasets.md``), each returning the sample dict of
 ``docs/architecture.md`` at a fixed ``size`` (``int`` or ``(height, width)``).
 
 Bad data, in every reader:
@@ -9,8 +9,10 @@ Bad data, in every reader:
 - *Unreadable at construction* (readers built on :func:`~ssl4gie.data.index.build_index`):
   skipped, with the index's single warning and list of bad files.
 - *Structural problems* (missing dataset root, a missing mask or depth file, a mask whose size
-  differs from its image, a box outside its image): :class:`~ssl4gie.errors.InputError` at
-  construction, naming the file and the expected layout.
+  differs from its image, an expected class without images): :class:`~ssl4gie.errors.InputError`
+  at construction, naming the file and the expected layout.
+- *A bad annotation* (a Kvasir-SEG box that is empty or outside its image): dropped, with one
+  warning naming the file.
 
 Samples carry ``index`` (the position read, which differs from the one asked for when a sample
 was replaced). All readers work inside ``torch.utils.data.ConcatDataset``; readers without
@@ -22,6 +24,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +71,25 @@ HYPERKVASIR_CLASSES = {
         "dyed-resection-margins",
     ),
 }
+HYPERKVASIR_SPLIT_NAMES = {
+    "hemorroids": "hemorrhoids",
+    "normal-cecum": "cecum",
+    "normal-pylorus": "pylorus",
+    "normal-z-line": "z-line",
+    "oesophagitis-a": "esophagitis-a",
+    "oesophagitis-b-d": "esophagitis-b-d",
+    "polyp": "polyps",
+    "short-segment-barretts": "barretts-short-segment",
+}
+"""Class names of the HyperKvasir repository's split files (simula/hyper-kvasir
+``official_splits/2_fold_split.csv``, used by its ``scripts/annotation_file_to_folders.py``) that
+differ from the release's folder names, mapped to the folder names."""
+CLASS_ORDERS = ("sorted", "ssl4gie")
+PAIRING_SUFFIXES = ("_mask", "_gt", "_label", "_seg", "_fram", "_frame", "_image", "_img")
+"""Stem suffixes ``seg-folder`` strips (one, any case) before pairing an image with its mask."""
+CVC_MASK_FOLDERS = ("Ground Truth", "Ground_Truth", "GroundTruth")
+C3VD_UNDER_REVIEW = "_under_review"
+_C3VD_V1_SUBFOLDER = re.compile(r"[a-z]\d+v\d+")  # e.g. c4v2, t2v2 (first C3VD release)
 CVC_SEQUENCES_FILE = Path(__file__).with_name("cvc_clinicdb_sequences.json")
 _MAX_REPLACEMENTS = 16
 
@@ -167,23 +189,60 @@ class HyperKvasirUnlabeled(ImageFolderDataset):
 class _ClassFolders(_Reader):
     """Images labelled by the name of the folder holding them: ``{"image", "label", "index"}``.
     ``classes`` fixes the label order; images in other folders are left out. ``targets`` holds
-    each sample's label for stratified splits."""
+    each sample's label for stratified splits. A class without images is an InputError."""
 
     def __init__(self, folder: Path, size: Size, classes: Sequence[str], cache_dir) -> None:
         super().__init__(size)
+        paths = build_index(folder, cache_dir).paths()
+        _check_classes(folder, classes, {path.parent.name for path in paths})
+        self.images = [path for path in paths if path.parent.name in set(classes)]
+        self.relabel(classes)
+
+    def relabel(self, classes: Sequence[str]) -> None:
+        """Number the classes in the order of ``classes`` (the same names, reordered)."""
         self.classes = list(classes)
         label_of = {name: label for label, name in enumerate(self.classes)}
-        paths = build_index(folder, cache_dir).paths()
-        self.images = [path for path in paths if path.parent.name in label_of]
         self.targets = [label_of[path.parent.name] for path in self.images]
 
     def _load(self, i: int) -> dict[str, torch.Tensor]:
         return {"image": self._image(self.images[i]), "label": torch.tensor(self.targets[i])}
 
 
+def _check_classes(folder: Path, classes: Sequence[str], found: set[str]) -> None:
+    """InputError naming the ``classes`` without images (``found``: the folders with images),
+    and any HyperKvasir split-file names among ``found`` with their folder names."""
+    missing = [name for name in classes if name not in found]
+    if classes and not missing:
+        return
+    split_names = sorted(found & HYPERKVASIR_SPLIT_NAMES.keys())
+    renames = ", ".join(f"{name} -> {HYPERKVASIR_SPLIT_NAMES[name]}" for name in split_names)
+    hint = f"; rename the split-file folders {renames}" if renames else ""
+    what = f"class(es) {', '.join(missing)}" if classes else "any class (no class folders)"
+    raise InputError(
+        f"no images for {what} under {folder}: expected one folder of images per class, "
+        f"<class>/*.jpg{hint}"
+    )
+
+
+def ssl4gie_class_order(folder: Path, images: Sequence[Path], classes: Sequence[str]) -> list[str]:
+    """``classes`` in SSL4GIE's label order (ESandML/SSL4GIE, ``Classification/
+    train_classification.py`` ``build``): it globs ``labeled-images/*/``, then ``<tract>/*/``, then
+    ``<category>/*/``, each level ``sorted()`` as path strings ending in ``/``, and numbers the
+    class folders in that order. So the lower GI tract comes first, and names compare with their
+    trailing ``/`` (``"-" < "/"``): ``barretts-short-segment`` before ``barretts``,
+    ``ulcerative-colitis-grade-1-2`` before ``ulcerative-colitis-grade-1``. Landmarks: cecum,
+    ileum, retroflex-rectum, pylorus, retroflex-stomach, z-line."""
+    where = {}
+    for path in images:
+        where.setdefault(path.parent.name, path.parent.relative_to(folder).parts)
+    return sorted(classes, key=lambda name: tuple(f"{part}/" for part in where[name]))
+
+
 class HyperKvasirLabeled(_ClassFolders):
     """HyperKvasir's labelled images, ``<root>/labeled-images/**/<class>/*.jpg``, for the
-    ``task`` landmarks (6 classes), findings (12) or all (23); ``classes`` sorted.
+    ``task`` landmarks (6 classes), findings (12) or all (23). ``class_order``: ``"sorted"``
+    (alphabetical, the default) or ``"ssl4gie"`` (SSL4GIE's label numbers, lower tract first:
+    :func:`ssl4gie_class_order`), for comparing per-class results with the paper.
 
     ``groups`` stays None: the only id column of ``image-labels.csv`` ("Video file") names the
     image itself, not a video, so near-duplicate grouping is left to the split code."""
@@ -194,10 +253,14 @@ class HyperKvasirLabeled(_ClassFolders):
         size: Size,
         task: str = "all",
         cache_dir: PathLike | None = None,
+        class_order: str = "sorted",
     ) -> None:
+        check_choice("class_order", class_order, CLASS_ORDERS)
         expected = "labeled-images/<gi-tract>/<category>/<class>/*.jpg"
         folder = _locate(root, ["labeled-images"], expected, "HyperKvasir")
         super().__init__(folder, size, hyperkvasir_classes(task), cache_dir)
+        if class_order == "ssl4gie":
+            self.relabel(ssl4gie_class_order(folder, self.images, self.classes))
 
 
 class ImageNetFolder(_ClassFolders):
@@ -217,24 +280,37 @@ class ImageNetFolder(_ClassFolders):
 
 
 class _MaskedImages(_Reader):
-    """Images paired with binary masks of the same stem: ``{"image", "mask", "index"}``, the
-    mask resized nearest. Both folders go through the index; a pair with an unreadable file is
-    dropped, a missing mask or a mask of another size is an InputError."""
+    """Images paired with binary masks: ``{"image", "mask", "index"}``, the mask (thresholded at
+    128, :func:`~ssl4gie.data.decode.read_mask`) resized nearest. ``pair_key`` maps a file stem
+    to the key pairing them (default: the stem itself). Both folders go through the index; a
+    pair with an unreadable file is dropped, a missing mask or a mask of another size is an
+    InputError. ``full_masks=True`` adds ``"full_mask"``: the mask at its original size, on which
+    :class:`~ssl4gie.tasks.SegmentationTask` scores validation and test (SSL4GIE protocol)."""
 
-    def __init__(self, images: Path, masks: Path, size: Size, cache_dir, sort_key=str) -> None:
+    def __init__(
+        self,
+        images: Path,
+        masks: Path,
+        size: Size,
+        cache_dir,
+        sort_key=str,
+        pair_key=str,
+        full_masks: bool = False,
+    ) -> None:
         super().__init__(size)
+        self.full_masks = full_masks
         mask_index = build_index(masks, cache_dir)
-        mask_of = {Path(name).stem: masks / name for name in mask_index.files}
-        unreadable = {Path(name).stem for name in mask_index.bad_files}
+        mask_of = _unique_keys((masks / name for name in mask_index.files), pair_key)
+        unreadable = {pair_key(Path(name).stem) for name in mask_index.bad_files}
         image_paths = build_index(images, cache_dir).paths()
         self.images = sorted(
-            (path for path in image_paths if path.stem not in unreadable),
+            (path for path in image_paths if pair_key(path.stem) not in unreadable),
             key=lambda path: sort_key(path.stem),
         )
         for path in self.images:
-            if path.stem not in mask_of:
+            if pair_key(path.stem) not in mask_of:
                 raise InputError(f"no mask for {path}: expected {masks}/{path.stem}.<ext>")
-        self.masks = [mask_of[path.stem] for path in self.images]
+        self.masks = [mask_of[pair_key(path.stem)] for path in self.images]
         self.image_sizes = [_image_size(path) for path in self.images]
         for mask, image_size in zip(self.masks, self.image_sizes, strict=True):
             if _image_size(mask) != image_size:
@@ -243,20 +319,40 @@ class _MaskedImages(_Reader):
                 )
 
     def _load(self, i: int) -> dict[str, torch.Tensor]:
-        mask = resize_nearest(read_mask(self.masks[i]), self.size)
-        return {"image": self._image(self.images[i]), "mask": mask}
+        full = read_mask(self.masks[i])
+        sample = {"image": self._image(self.images[i]), "mask": resize_nearest(full, self.size)}
+        return {**sample, "full_mask": full} if self.full_masks else sample
+
+
+def _unique_keys(masks, pair_key) -> dict[str, Path]:
+    """``{pair_key(stem): mask}``; two masks with one key are an InputError."""
+    mask_of = {}
+    for mask in masks:
+        other = mask_of.setdefault(pair_key(mask.stem), mask)
+        if other != mask:
+            raise InputError(f"masks {other} and {mask} pair with the same image: keep one")
+    return mask_of
 
 
 class KvasirSEG(_MaskedImages):
     """Kvasir-SEG: ``<root>/images/<id>.jpg``, ``<root>/masks/<id>.jpg`` (lossy JPEG, thresholded
     at 128) and ``kavsir_bboxes.json`` (or HyperKvasir's ``segmented-images`` with
     ``bounding-boxes.json``): ``{"image", "mask", "boxes", "index"}``, boxes ``[K, 4]`` xyxy in
-    pixels of the resized image. A box outside its image is an InputError."""
+    pixels of the resized image. An empty box or one outside its image is dropped with a warning
+    naming the file. ``full_masks``: see :class:`_MaskedImages`."""
 
-    def __init__(self, root: PathLike, size: Size, cache_dir: PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: PathLike,
+        size: Size,
+        cache_dir: PathLike | None = None,
+        full_masks: bool = False,
+    ) -> None:
         expected = "images/<id>.jpg, masks/<id>.jpg and kavsir_bboxes.json"
         folder = _locate(root, ["masks"], expected, "Kvasir-SEG").parent
-        super().__init__(folder / "images", folder / "masks", size, cache_dir)
+        super().__init__(
+            folder / "images", folder / "masks", size, cache_dir, full_masks=full_masks
+        )
         boxes_of = _kvasir_boxes(folder)
         self.boxes = [
             _scaled_boxes(boxes_of, path, image_size, self.size)
@@ -277,30 +373,104 @@ def _kvasir_boxes(folder: Path) -> dict[str, list[dict]]:
     raise InputError(f"no boxes file: expected {folder}/kavsir_bboxes.json; get it from {source}")
 
 
-def _scaled_boxes(boxes_of, path: Path, image_size, size: tuple[int, int]) -> torch.Tensor:
-    """float32 ``[K, 4]`` xyxy boxes of ``path`` scaled from ``image_size`` (w, h) to ``size``."""
+def _scaled_boxes(boxes_of, path: Path, image_size, size: tuple[int, int] | None) -> torch.Tensor:
+    """float32 ``[K, 4]`` xyxy boxes of ``path`` scaled from ``image_size`` (w, h) to ``size``
+    (None: unscaled); empty boxes and boxes outside the image are dropped with a warning."""
     if path.stem not in boxes_of:
         raise InputError(f"no boxes for {path.name} in the Kvasir-SEG boxes json")
     corners = [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in boxes_of[path.stem]]
     boxes = torch.tensor(corners, dtype=torch.float32).reshape(-1, 4)
     width, height = image_size
-    inside = (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= torch.tensor([width, height])).all()
-    if not (inside and (boxes[:, 2:] > boxes[:, :2]).all()):
-        raise InputError(f"a box of {path.name} is empty or outside its {width}x{height} image")
-    return boxes * torch.tensor([size[1] / width, size[0] / height] * 2)
+    inside = (boxes[:, :2] >= 0).all(1) & (boxes[:, 2:] <= torch.tensor([width, height])).all(1)
+    good = inside & (boxes[:, 2:] > boxes[:, :2]).all(1)
+    if not good.all():
+        warnings.warn(
+            f"dropped {int((~good).sum())} of {len(boxes)} boxes of {path}: empty or outside its "
+            f"{width}x{height} image",
+            stacklevel=3,
+        )
+    height_to, width_to = (height, width) if size is None else size
+    return boxes[good] * torch.tensor([width_to / width, height_to / height] * 2)
 
 
 class CVCClinicDB(_MaskedImages):
-    """CVC-ClinicDB: ``<root>/Original/<n>.tif`` with ``<root>/Ground Truth/<n>.tif`` (or the
-    ``PNG/`` copies): ``{"image", "mask", "index"}``, ordered by ``n``. ``sequence_ids`` (also
-    ``groups``) give each frame's sequence, 1..29, from ``cvc_clinicdb_sequences.json``."""
+    """CVC-ClinicDB: ``<root>/Original/<n>.tif`` with ``<root>/Ground Truth/<n>.tif`` (also spelt
+    ``Ground_Truth`` or ``GroundTruth`` by redistributions; or the ``PNG/`` copies): ``{"image",
+    "mask", "index"}``, ordered by ``n``. ``sequence_ids`` (also ``groups``) give each frame's
+    sequence, 1..29, from ``cvc_clinicdb_sequences.json``. ``full_masks``: see
+    :class:`_MaskedImages`."""
 
-    def __init__(self, root: PathLike, size: Size, cache_dir: PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: PathLike,
+        size: Size,
+        cache_dir: PathLike | None = None,
+        full_masks: bool = False,
+    ) -> None:
         expected = "Original/<n>.tif and Ground Truth/<n>.tif"
         folder = _locate(root, ["Original", "PNG/Original"], expected, "CVC-ClinicDB")
-        super().__init__(folder, folder.parent / "Ground Truth", size, cache_dir, sort_key=int)
+        masks = next(
+            (folder.parent / name for name in CVC_MASK_FOLDERS if (folder.parent / name).is_dir()),
+            folder.parent / CVC_MASK_FOLDERS[0],
+        )
+        super().__init__(folder, masks, size, cache_dir, sort_key=int, full_masks=full_masks)
         self.sequence_ids = [cvc_sequence(int(path.stem)) for path in self.images]
         self.groups = self.sequence_ids
+
+
+def pairing_key(stem: str) -> str:
+    """The key ``seg-folder`` pairs images and masks by: ``stem`` without one trailing suffix of
+    :data:`PAIRING_SUFFIXES` (any case): ``fine_3_7_fram`` and ``fine_3_7_mask`` -> ``fine_3_7``;
+    ``cju0a`` and ``cju0a_mask`` -> ``cju0a``."""
+    lowered = stem.lower()
+    suffix = next((s for s in PAIRING_SUFFIXES if lowered.endswith(s)), "")
+    return stem[: len(stem) - len(suffix)]
+
+
+def natural_key(stem: str) -> tuple:
+    """Sort key reading digit runs as numbers: ``frame_2`` before ``frame_10``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", stem))
+
+
+class SegFolder(_MaskedImages):
+    """Your own segmentation data: ``<root>/images/*`` with ``<root>/masks/*`` (JPEG or PNG, any
+    of the formats :func:`~ssl4gie.data.decode.read_image` reads), paired by
+    :func:`pairing_key` and ordered naturally by name: ``{"image", "mask", "index"}``. Masks are
+    binary, foreground where the grey level is >= 128 (0/255 masks; a mask whose values stop
+    below 128, e.g. 0/1, is an InputError). ``full_masks``: see :class:`_MaskedImages`."""
+
+    def __init__(
+        self,
+        root: PathLike,
+        size: Size,
+        cache_dir: PathLike | None = None,
+        full_masks: bool = False,
+    ) -> None:
+        expected = "images/<name>.<ext> and masks/<name>[_mask].<ext>"
+        folder = Path(root).expanduser()
+        if not ((folder / "images").is_dir() and (folder / "masks").is_dir()):
+            raise InputError(f"segmentation folder not found: expected {folder}/{expected}")
+        super().__init__(
+            folder / "images",
+            folder / "masks",
+            size,
+            cache_dir,
+            sort_key=natural_key,
+            pair_key=pairing_key,
+            full_masks=full_masks,
+        )
+        if not self.images:
+            raise InputError(f"no image with a mask in {folder}: expected {folder}/{expected}")
+        _check_mask_levels(self.masks[0])
+
+
+def _check_mask_levels(mask: Path) -> None:
+    """InputError if ``mask`` has foreground values but none reaches the 128 threshold."""
+    peak = int(read_image(mask).max())
+    if 0 < peak < 128:
+        raise InputError(
+            f"mask {mask} has values 0..{peak}: masks are thresholded at 128, so save them as 0/255"
+        )
 
 
 def cvc_sequence(frame: int) -> int:
@@ -312,32 +482,70 @@ def cvc_sequence(frame: int) -> int:
 
 
 class C3VD(_Reader):
-    """C3VD registered videos, ``<root>/<video>/<n>_color.png`` with ``<nnnn>_depth.tiff``,
-    paired by integer frame number: ``{"image", "depth", "index"}``, depth float32 ``[1, H, W]``
-    in mm, resized nearest (0 stays invalid). ``videos`` selects folders by name (default all);
-    ``video_ids`` (also ``groups``) name each frame's video. A missing depth is an InputError."""
+    """C3VD registered videos in any of the three release layouts (DurrLab C3VD page's revision
+    history): the current ``<video>/0000_color.png`` with ``0000_depth.tiff``; the flat
+    ``<video>_under_review/0000_color.png``; the first ``<video>_under_review/<cNvM>/0_color.png``
+    with ``0_depth.tiff`` (as SSL4GIE read it). Colour and depth pair by (folder, integer frame),
+    whatever the zero padding: ``{"image", "depth", "index"}``, depth float32 ``[1, H, W]`` in mm,
+    0 where invalid (:func:`~ssl4gie.data.decode.read_depth_c3vd`), resized nearest.
 
-    def __init__(self, root: PathLike, size: Size, videos: Sequence[str] | None = None) -> None:
+    ``video_ids`` (also ``groups``) name each frame's video as in the current release
+    (:func:`c3vd_video`, e.g. ``cecum_t2_c`` in all three layouts); ``videos`` selects by those
+    names (default all). ``pad_square=True`` (SSL4GIE protocol, ``make_square`` in ESandML/SSL4GIE
+    ``Depth_estimation/Data/dataset.py``) centres each frame on a square black canvas, depth 0
+    (invalid, so never scored), before resizing, instead of squashing 1350x1080 frames to a
+    square. A missing depth is an InputError."""
+
+    def __init__(
+        self,
+        root: PathLike,
+        size: Size,
+        videos: Sequence[str] | None = None,
+        pad_square: bool = False,
+    ) -> None:
         super().__init__(size)
-        expected = "<video>/<n>_color.png with <nnnn>_depth.tiff"
+        self.pad_square = pad_square
+        expected = "<video>/<nnnn>_color.png with <nnnn>_depth.tiff"
         root = _locate(root, [""], expected, "C3VD")
         colors = _frames(root, "_color.png")
-        found = sorted({path.parent.name for path in colors})
         if not colors:
             raise InputError(f"C3VD not found: expected {root}/{expected}; {SOURCES['C3VD']}")
+        found = sorted({c3vd_video(path) for path in colors})
         for video in videos or []:
             check_choice("C3VD video", video, found)
-        chosen = [path for path in colors if videos is None or path.parent.name in videos]
+        chosen = [path for path in colors if videos is None or c3vd_video(path) in videos]
         depths = _frames(root, "_depth.tiff")
         depth_of = {(path.parent, _frame_number(path)): path for path in depths}
         self.images = chosen
         self.depths = [_depth_for(path, depth_of) for path in chosen]
-        self.video_ids = [path.parent.name for path in chosen]
+        self.video_ids = [c3vd_video(path) for path in chosen]
         self.groups = self.video_ids
 
     def _load(self, i: int) -> dict[str, torch.Tensor]:
-        depth = resize_nearest(read_depth_c3vd(self.depths[i]), self.size)
-        return {"image": self._image(self.images[i]), "depth": depth}
+        image, depth = read_image(self.images[i]), read_depth_c3vd(self.depths[i])
+        if self.pad_square:
+            image, depth = pad_to_square(image), pad_to_square(depth)
+        return {"image": resize_image(image, self.size), "depth": resize_nearest(depth, self.size)}
+
+
+def c3vd_video(color: Path) -> str:
+    """The video of a C3VD frame, named as in the current release: the folder name without
+    ``_under_review``, or that of its parent for the first release's ``<cNvM>`` sub-folders
+    (``cecum_t4_a_under_review/c4v2/0_color.png`` -> ``cecum_t4_a``)."""
+    folder = color.parent
+    if _C3VD_V1_SUBFOLDER.fullmatch(folder.name) and folder.parent.name.endswith(C3VD_UNDER_REVIEW):
+        folder = folder.parent
+    return folder.name.removesuffix(C3VD_UNDER_REVIEW)
+
+
+def pad_to_square(values: torch.Tensor) -> torch.Tensor:
+    """``[C, H, W]`` centred on a ``[C, S, S]`` canvas of zeros, ``S = max(H, W)``; the offset
+    is ``(S - H) // 2`` rows and ``(S - W) // 2`` columns, as SSL4GIE's ``make_square``."""
+    height, width = values.shape[-2:]
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    padding = (left, side - width - left, top, side - height - top)
+    return torch.nn.functional.pad(values, padding)
 
 
 def _frame_number(path: Path) -> int:

@@ -121,12 +121,19 @@ def read_mask(path: str | os.PathLike, binary: bool = True) -> torch.Tensor:
 
 def read_depth_c3vd(path: str | os.PathLike) -> torch.Tensor:
     """Decode a C3VD ``<nnnn>_depth.tiff`` (uint16, 0..65535 = 0..100 mm): float32 ``[1, H, W]``
-    in millimetres (0, the invalid value, stays 0)."""
+    in millimetres, 0 where invalid.
+
+    Depth is clamped to 0..100 mm before encoding (C3VD page), so both ends carry no depth: the
+    dataset's own loader (DurrLab/C3VD ``utils/exampleDataLoader.py``) sets 0 and 65535 to NaN.
+    Both become 0 here, the invalid value every depth loss and metric skips (``depth > 0``).
+    """
     stored = _decode(path, "UNCHANGED")
     if stored.shape[0] != 1:
         shape = tuple(stored.shape)
         raise UnreadableImageError(f"{path} is not a single-channel depth map: {shape}")
-    return stored.to(torch.float32) * (C3VD_DEPTH_MAX_MM / 65535.0)
+    depth = stored.to(torch.float32)
+    depth[depth == 65535] = 0.0
+    return depth * (C3VD_DEPTH_MAX_MM / 65535.0)
 
 
 def as_size(size: int | Sequence[int]) -> tuple[int, int]:

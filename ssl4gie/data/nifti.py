@@ -1,5 +1,5 @@
 """2D slices of NIfTI volumes with label maps (ACDC cardiac MRI, lung CT), read with nibabel,
-for the convergence study's 2D pipeline (``shared/DATASETS.md``, "The other seed studies")."""
+for the convergence study's 2D pipeline (``docs/datasets.md``, "ACDC and lung CT")."""
 
 from __future__ import annotations
 
@@ -24,16 +24,23 @@ class NiftiSlices(_Reader):
 
     ``layout="acdc"``: ``<root>/**/patientNNN/patientNNN_frameMM.nii.gz`` with ``..._gt.nii.gz``
     (0 background, 1 RV, 2 myocardium, 3 LV); intensities windowed per volume at the 0.5 and 99.5
-    percentiles. ``layout="lung"``: the Medical Segmentation Decathlon Task06_Lung layout,
+    percentiles. The release unpacks to ``training/`` (patients 1-100) and ``testing/`` (the 50
+    official test patients, 101-150, also with labels): where ``root`` (or a folder in it) has
+    ``training/``, only it is read, unless ``include_testing=True`` adds ``testing/``.
+    ``layout="lung"``: the Medical Segmentation Decathlon Task06_Lung layout,
     ``<root>/imagesTr/<case>.nii.gz`` with ``<root>/labelsTr/<case>.nii.gz`` (or ``images/`` with
     ``masks/``), CT windowed to -1000..400 HU, mask 1 where the label is non-zero. ``case_ids``
     (also ``groups``) name each slice's patient or case. A missing label file or one whose shape
     differs from its volume is an InputError. The last two volumes read are kept per worker."""
 
-    def __init__(self, root: PathLike, size: Size, layout: str = "acdc") -> None:
+    def __init__(
+        self, root: PathLike, size: Size, layout: str = "acdc", include_testing: bool = False
+    ) -> None:
         super().__init__(size)
         self.layout = check_choice("NIfTI layout", layout, ("acdc", "lung"))
-        volumes = _acdc_volumes(root) if layout == "acdc" else _lung_volumes(root)
+        if include_testing and layout != "acdc":
+            raise InputError("include_testing is an ACDC option; remove it for layout 'lung'")
+        volumes = _acdc_volumes(root, include_testing) if layout == "acdc" else _lung_volumes(root)
         self.images, self.labels, self.case_ids, self.slice_numbers = [], [], [], []
         for image, label, case in volumes:
             for k in range(_checked_depth(image, label)):
@@ -50,11 +57,21 @@ class NiftiSlices(_Reader):
         return {"image": image, "mask": resize_nearest(labels[k], self.size)}
 
 
-def _acdc_volumes(root: PathLike) -> list[tuple[Path, Path, str]]:
-    """``(frame volume, its _gt label map, patient)`` for every ACDC frame under ``root``."""
-    expected = "patientNNN/patientNNN_frameMM.nii.gz with patientNNN_frameMM_gt.nii.gz"
-    root = _locate(root, [""], expected, "ACDC")
-    frames = sorted(root.rglob("patient*_frame[0-9][0-9].nii.gz"))
+def _acdc_volumes(root: PathLike, include_testing: bool) -> list[tuple[Path, Path, str]]:
+    """``(frame volume, its _gt label map, patient)`` for every ACDC frame read (see
+    :class:`NiftiSlices` for ``training/`` and ``testing/``)."""
+    expected = "training/patientNNN/patientNNN_frameMM.nii.gz with patientNNN_frameMM_gt.nii.gz"
+    root = _locate(root, ["training", ""], expected, "ACDC")
+    folders = [root]
+    if root.name == "training" and include_testing:
+        folders.append(root.with_name("testing"))
+        if not folders[-1].is_dir():
+            raise InputError(f"include_testing: no {folders[-1]} beside {root}")
+    elif include_testing:
+        raise InputError(f"include_testing: no training/ and testing/ folders in {root}")
+    frames = [
+        f for folder in folders for f in sorted(folder.rglob("patient*_frame[0-9][0-9].nii.gz"))
+    ]
     if not frames:
         raise InputError(f"ACDC not found: expected {root}/{expected}; {SOURCES['ACDC']}")
     return [(f, f.with_name(f.name.replace(".nii", "_gt.nii")), f.parent.name) for f in frames]

@@ -4,7 +4,8 @@ ViTs get DPT's depth head over blocks 3/6/9/12 (ViT-B); CNNs the same residual f
 over their stride 4..32 pyramid (:mod:`~ssl4gie.tasks.decoders.residual`). Loss: the
 scale-and-shift-invariant MSE plus ``alpha = 0.1`` times the multi-scale gradient-matching loss
 (MiDaS, Ranftl et al. 2020; :func:`~ssl4gie.losses.depth.ssi_depth_loss`) over valid pixels
-(``depth > 0``). Metrics after per-image least-squares scale/shift alignment
+(``depth > 0``: the readers mark invalid depth 0, e.g. C3VD's 0 and 65535). Metrics after
+per-image least-squares scale/shift alignment over the same valid pixels
 (:class:`~ssl4gie.tasks.metrics.AlignedDepthMetrics`): RMSE, absolute and median relative error,
 MAE (in the target's unit, mm for C3VD) and delta < 1.25.
 """

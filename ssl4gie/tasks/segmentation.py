@@ -11,10 +11,11 @@ foreground where the logit is > 0); ``num_classes=K > 2`` predicts K channels (s
 Loss: soft Dice (SSL4GIE), or soft Dice + cross-entropy (``loss="dice_bce"``).
 
 Metrics (:class:`~ssl4gie.tasks.metrics.OverlapMetrics`): Dice, IoU, precision and recall per
-image and foreground class, averaged over images. Deviation from "metrics at the original mask
-size": the DataModule resizes every mask (nearest) to its fixed ``size`` before batching and the
-batch carries no original-size mask, so the metrics are computed at the DataModule's size (equal to
-the original when ``size`` matches the images). Predictions are upsampled to the mask size.
+image and foreground class, averaged over images. Where validation and test batches carry
+``full_mask`` (the readers' ``full_masks: true``), each image is scored at its original mask size,
+as SSL4GIE does (ESandML/SSL4GIE ``Binary_segmentation/eval_segmentation.py`` resizes the logits
+to the target's size): its logits are upsampled bilinearly to that size before thresholding.
+Otherwise, and always in training, the metrics use the batch's mask at the DataModule's ``size``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchmetrics import MetricCollection
 
 from ssl4gie.backbones import is_vit
@@ -138,12 +140,20 @@ class SegmentationTask(TaskModule):
     def loss_and_output(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         logits = self(batch["image"])
         loss = LOSSES[self.hparams.loss](logits, batch["mask"])
-        return loss, self.predict_classes(logits.detach())
+        return loss, logits.detach()
 
     def update_metrics(self, metrics: MetricCollection, output: Tensor, batch: dict) -> None:
-        metrics.update(output, batch["mask"].long())
+        """Score logits ``[B, channels, h, w]`` against ``full_mask`` (each ``[H_i, W_i]``, the
+        logits upsampled; validation and test) where the batch has it, else ``mask [B, h, w]``."""
+        if "full_mask" not in batch or self.training:
+            metrics.update(self.predict_classes(output), batch["mask"].long())
+            return
+        for logits, mask in zip(output, batch["full_mask"], strict=True):
+            resized = F.interpolate(logits[None], size=mask.shape, mode="bilinear")
+            metrics.update(self.predict_classes(resized), mask[None].long())
 
     def picture_rows(self, batch: dict[str, Any], output: Tensor) -> list[list[Tensor]]:
+        output = self.predict_classes(output)
         images = self.display_images(batch)
         scale = 1.0 / (self.num_classes - 1)
         return [

@@ -107,7 +107,7 @@ def test_c3vd_depth_is_millimetres(tmp_path):
     stored = np.array([[0, 65535, 32768]], np.uint16)
     depth = read_depth_c3vd(save(stored, tmp_path / "0001_depth.tiff"))
     assert depth.dtype == torch.float32 and depth.shape == (1, 1, 3)
-    assert depth[0, 0].tolist() == pytest.approx([0.0, 100.0, 32768 / 65535 * 100])
+    assert depth[0, 0].tolist() == pytest.approx([0.0, 0.0, 32768 / 65535 * 100])  # 65535 invalid
 
 
 def test_resize_keeps_dtype_and_values():

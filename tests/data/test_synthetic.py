@@ -222,10 +222,10 @@ def test_c3vd_layout_padding_and_depth(tmp_path):
         depths = sorted((root / video).glob("*_depth.tiff"))
         numbers = sorted(int(p.name.split("_")[0]) for p in colours)
         assert numbers == list(range(len(colours))) and len(colours) in (3, 4)
-        assert {p.name for p in colours} == {f"{t}_color.png" for t in numbers}
+        assert {p.name for p in colours} == {f"{t:04d}_color.png" for t in numbers}
         assert {p.name for p in depths} == {f"{t:04d}_depth.tiff" for t in numbers}
         for t in numbers:
-            colour = _read(root / video / f"{t}_color.png")
+            colour = _read(root / video / f"{t:04d}_color.png")
             raw = _read(root / video / f"{t:04d}_depth.tiff")
             assert colour.shape == (64, 80, 3) and raw.shape == (64, 80)
             assert raw.dtype == np.uint16

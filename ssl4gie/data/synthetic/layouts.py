@@ -1,6 +1,6 @@
 """Writers that lay synthetic frames out exactly as the real datasets' releases do.
 
-Each writer follows the layout notes in ``shared/DATASETS.md``: folder and file names, side
+Each writer follows the layout notes in ``docs/datasets.md``: folder and file names, side
 files (csv, json) and the encodings of masks and depth. Frame ``index`` of a layout draws
 everything (its file name included) from a generator seeded by ``(seed, layout, index)``, so
 the output is byte-identical for a seed and independent of the order of generation. ``size``
@@ -236,7 +236,8 @@ def _lumen_path(seed: int, video: int, t: int) -> tuple[float, float]:
 
 
 def write_c3vd(root: Path, n: int, size: int, seed: int, progress: bool) -> None:
-    """``<video>/<n>_color.png`` (not padded) and ``<video>/<nnnn>_depth.tiff`` (4 digits).
+    """``<video>/<nnnn>_color.png`` and ``<video>/<nnnn>_depth.tiff`` (4 digits: the current
+    release's layout, C3VD page).
 
     Depth is uint16, 0..65535 linear in 0..100 mm. Frames are 5:4 (like 1350x1080) without a
     black border or overlays. ``n`` frames are spread over ``ceil(n / 4)`` videos (at most 22,
@@ -248,7 +249,7 @@ def write_c3vd(root: Path, n: int, size: int, seed: int, progress: bool) -> None
         style = replace(PLAIN, fov="full", overlays=0.0, lumen=_lumen_path(seed, video, t))
         frame = render_frame(frame_rng(seed, "c3vd", video), size, style, aspect=1.25)
         folder = root / C3VD_VIDEOS[video]
-        _save(frame["image"], folder / f"{t}_color.png")
+        _save(frame["image"], folder / f"{t:04d}_color.png")
         depth = np.round(frame["depth"] / DEPTH_MAX_MM * 65535).astype(np.uint16)
         _save(depth, folder / f"{t:04d}_depth.tiff")
 
@@ -324,7 +325,7 @@ def synthesize(
     """Write ``n`` synthetic frames in ``layout``'s real on-disk layout to ``root``; return it.
 
     ``layout`` is one of :data:`LAYOUTS` (what each writes: the ``write_*`` functions here and
-    ``shared/DATASETS.md``). ``size`` is the frame height in px (at least :data:`MIN_SIZE`, so
+    ``docs/datasets.md``). ``size`` is the frame height in px (at least :data:`MIN_SIZE`, so
     polyps stay several px wide); widths follow the dataset's aspect ratio. ``root`` must not
     exist or be an empty folder: the dataset is written beside it under a temporary name and
     renamed into place when complete, so an error leaves nothing behind. The same ``seed`` gives
