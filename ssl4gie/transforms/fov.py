@@ -46,8 +46,8 @@ found at ``work_size x work_size`` (area-averaged RGB):
    the UI box is one flat colour.
 3. **Burnt-in text**: thin bright strokes (white top-hat of the darkest channel above 0.15,
    over a square of about 1/50 of the frame) that line up horizontally (at least 25 % of a
-   3 x 9 window), grown by 5 x 15 to cover their glyphs, kept only in the **rim**: within 15 %
-   of the frame of a side of the field of view's bounding box. Processors draw text beside
+   3 x 9 window) in the **rim** (within 15 % of the frame of a side of the field of view's
+   bounding box), grown by 5 x 15 to cover their glyphs. Processors draw text beside
    the window, over the border and the window's edge, never across its centre; specular
    highlights are thin and bright too, so only in the rim are they taken for text (and go).
 4. **Upsample** to the input size (bilinear, threshold 0.5).
@@ -109,7 +109,7 @@ def scene_mask(images: Tensor, threshold: float = 0.1, work_size: int = 256) -> 
     unit = _unit_rgb(images, threshold, work_size)
     fov = _fov_region(unit, threshold, FOV_WORK_SIZE)
     small = F.interpolate(unit, size=(work_size, work_size), mode="area")
-    overlays = _ui_boxes(small) | (_text(small) & _rim(fov_boxes(fov) / FOV_WORK_SIZE, work_size))
+    overlays = _ui_boxes(small) | _text(small, _rim(fov_boxes(fov) / FOV_WORK_SIZE, work_size))
     return _resize(_resize(fov, small.shape[-2:]) & ~overlays, images.shape[-2:])
 
 
@@ -158,14 +158,15 @@ def _ui_boxes(small: Tensor) -> Tensor:
     return _dilate(_erode(_dilate(opened, fill), fill), grain)
 
 
-def _text(small: Tensor) -> Tensor:
-    """Thin bright strokes in horizontal lines, grown to glyphs (step 3): bool ``[B, 1, s, s]``."""
+def _text(small: Tensor, rim: Tensor) -> Tensor:
+    """Thin bright strokes in horizontal lines in the ``rim``, grown to glyphs (step 3): bool
+    ``[B, 1, s, s]``."""
     whiteness = small.amin(dim=1, keepdim=True)
     size = _odd(small.shape[-1] / 50)
-    opened = F.max_pool2d(-F.max_pool2d(-whiteness, size, 1, size // 2), size, 1, size // 2)
+    opened = _max_filter(-_max_filter(-whiteness, size, size), size, size)
     strokes = (whiteness - opened > TEXT_TOPHAT).float()
     lined = F.avg_pool2d(strokes, (3, 9), 1, (1, 4), count_include_pad=False) > TEXT_DENSITY
-    return _dilate(lined & (strokes > 0), 5, 15)
+    return _dilate(lined & (strokes > 0) & rim, 5, 15)
 
 
 def _odd(length: float) -> int:
@@ -177,8 +178,27 @@ def _dilate(mask: Tensor, height: int, width: int | None = None) -> Tensor:
     """Dilate a bool ``[B, 1, h, w]`` mask by a ``height x width`` rectangle (odd sides),
     separably."""
     width = height if width is None else width
-    grown = F.max_pool2d(mask.float(), (1, width), stride=1, padding=(0, width // 2))
-    return F.max_pool2d(grown, (height, 1), stride=1, padding=(height // 2, 0)) > 0.5
+    return _max_filter(mask.float(), height, width) > 0.5
+
+
+def _max_filter(values: Tensor, height: int, width: int) -> Tensor:
+    """Maximum of float ``[B, C, h, w]`` over a centred ``height x width`` window (odd sides;
+    outside the frame is ignored): the result of ``F.max_pool2d(values, (height, width), 1,
+    (height // 2, width // 2))``, many times faster on CPU. Separable, and along each axis
+    ``log2(side) + 1`` maxima of shifted slices: maxima over windows of 1, 2, 4, ... elements,
+    then two overlapping windows of the largest power of two cover the ``side``."""
+    for dim, side in ((-1, width), (-2, height)):
+        pad = (side // 2,) * 2 if dim == -1 else (0, 0, side // 2, side // 2)
+        windows, span = F.pad(values, pad, value=float("-inf")), 1
+        while 2 * span <= side:  # windows[i] = max of the span elements from i
+            ends = windows.shape[dim] - span
+            windows = torch.maximum(windows.narrow(dim, 0, ends), windows.narrow(dim, span, ends))
+            span *= 2
+        length = values.shape[dim]
+        values = torch.maximum(
+            windows.narrow(dim, 0, length), windows.narrow(dim, side - span, length)
+        )
+    return values
 
 
 def _erode(mask: Tensor, side: int) -> Tensor:
@@ -219,8 +239,8 @@ def _extent(occupied: Tensor, length: int) -> tuple[Tensor, Tensor]:
 def _open(mask: Tensor) -> Tensor:
     """Morphological opening with a 3x3 square of a bool ``[B, 1, h, w]`` mask."""
     as_float = mask.float()
-    eroded = -F.max_pool2d(-as_float, 3, stride=1, padding=1)
-    return F.max_pool2d(eroded, 3, stride=1, padding=1) > 0.5
+    eroded = -_max_filter(-as_float, 3, 3)
+    return _max_filter(eroded, 3, 3) > 0.5
 
 
 def _largest_component(mask: Tensor) -> Tensor:
@@ -230,7 +250,7 @@ def _largest_component(mask: Tensor) -> Tensor:
     index = torch.arange(1, height * width + 1, device=mask.device, dtype=torch.float32)
     labels = index.view(1, 1, height, width) * bright
     for _ in range(2 * max(height, width)):
-        labels = F.max_pool2d(labels, 3, stride=1, padding=1) * bright
+        labels = _max_filter(labels, 3, 3) * bright
     flat = labels.flatten(1).long()
     counts = torch.zeros(batch, height * width + 1, device=mask.device)
     counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=counts.dtype))
