@@ -13,7 +13,7 @@ from ssl4gie.losses.depth import gradient_matching_loss, ssi_depth_loss, ssi_mse
 from ssl4gie.losses.dice import dice_bce_loss, dice_loss, soft_dice_loss
 from ssl4gie.losses.dino import dino_center, dino_loss
 from ssl4gie.losses.info_nce import info_nce_loss
-from ssl4gie.losses.mae import mae_loss, patchify, unpatchify
+from ssl4gie.losses.mae import mae_loss, patchify, scene_patches, unpatchify
 from ssl4gie.losses.nt_xent import nt_xent_loss
 from ssl4gie.losses.simmim import simmim_loss
 from ssl4gie.losses.swav import sinkhorn, swav_loss
@@ -30,6 +30,7 @@ __all__ = [
     "mae_loss",
     "nt_xent_loss",
     "patchify",
+    "scene_patches",
     "simmim_loss",
     "sinkhorn",
     "soft_dice_loss",

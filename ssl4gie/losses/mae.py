@@ -7,7 +7,7 @@ import torch
 
 from ssl4gie.errors import InputError
 
-__all__ = ["mae_loss", "patchify", "unpatchify"]
+__all__ = ["mae_loss", "patchify", "scene_patches", "unpatchify"]
 
 _NORM_PIX_EPS = 1e-6  # added to the per-patch variance, as the official ``forward_loss``
 
@@ -62,12 +62,14 @@ def mae_loss(
     target patch becomes ``(x - mean) / sqrt(var + 1e-6)`` with its own mean and unbiased
     variance, as the official ``forward_loss`` (``norm_pix_loss``). The per-patch MSE is averaged
     over the ``p*p*C`` values, then over the removed patches of the batch (``sum(mask)``); kept
-    patches contribute neither value nor gradient.
+    patches contribute neither value nor gradient. To skip patches that are not scene (burnt-in
+    overlays, the border), pass ``mask * scene_patches(scene, p)``; a batch with no patch left
+    gives 0.
 
     Args:
         pred: Predicted patches ``[N, L, p*p*C]``.
         target: Image patches ``[N, L, p*p*C]`` (:func:`patchify`).
-        mask: ``[N, L]``, 1 for removed patches, 0 for kept ones.
+        mask: ``[N, L]``, 1 for removed patches that count, 0 for the others.
         norm_pix: Normalise each target patch (True, the paper's default).
 
     Returns:
@@ -88,4 +90,18 @@ def mae_loss(
         target = (target - mean) / (var + _NORM_PIX_EPS).sqrt()
     per_patch = (pred - target).pow(2).mean(dim=-1)  # [N, L]
     mask = mask.to(per_patch.dtype)
-    return (per_patch * mask).sum() / mask.sum()
+    return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def scene_patches(scene: torch.Tensor, patch: int) -> torch.Tensor:
+    """Which patches are scene: bool ``[N, 1, H, W]`` scene masks
+    (:func:`~ssl4gie.transforms.fov.scene_mask`, cropped with the view) -> float ``[N, L]``,
+    1 where at least half of a patch's pixels are scene, in :func:`patchify`'s order.
+
+    Examples:
+        >>> scene = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+        >>> scene[..., :2, :] = True
+        >>> scene_patches(scene, 2)
+        tensor([[1., 1., 0., 0.]])
+    """
+    return (patchify(scene.float(), patch).mean(dim=-1) >= 0.5).float()

@@ -20,7 +20,8 @@ def simmim_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     [...] Omega(.) is the number of elements" [Xie et al. 2022, Eq. 1]. As the official code:
     ``sum(|pred - target| * mask) / (sum(mask) + 1e-5) / C`` with the mask counted once per
     pixel. The value is this process's; with the same mask count on every process (a fixed
-    ratio), its mean over processes is the joint-batch loss.
+    ratio), its mean over processes is the joint-batch loss. To skip pixels that are not scene
+    (burnt-in overlays, the border), multiply ``mask`` by the view's scene mask.
 
     Args:
         pred: Reconstructed images ``[N, C, H, W]``.

@@ -12,7 +12,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 
 from ssl4gie.errors import InputError
-from ssl4gie.losses import mae_loss, patchify, unpatchify
+from ssl4gie.losses import mae_loss, patchify, scene_patches, unpatchify
 from ssl4gie.methods.base import ArchitectureKind, Recipe, SSLMethod
 from ssl4gie.methods.dino import check_patch_divisible
 from ssl4gie.methods.vit_init import init_vit, loads_weights, official_init_weights, sincos_2d
@@ -108,6 +108,8 @@ class MAE(SSLMethod):
 
     - mask ratio 0.75, per-sample random masking; decoder 8 blocks, 512 wide, 16 heads; loss on
       removed patches with per-patch normalised pixels (``norm_pix_loss``), :func:`mae_loss`.
+      With ``MaskedViewCrop(fov=True)`` views, removed patches less than half inside the
+      view's scene mask (border, burnt-in overlays) do not count (an addition for endoscopy).
     - fixed 2D sin-cos position embeddings for encoder (copied into the ViT's ``pos_embed``,
       frozen; the class token's position is 0) and decoder, in the official orientation
       (:func:`~ssl4gie.methods.vit_init.sincos_2d`).
@@ -191,15 +193,21 @@ class MAE(SSLMethod):
     def ssl_loss(
         self, views: list[Tensor], noise: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """One view ``[N, 3, H, W]`` -> MAE loss; ``noise`` ``[N, L]`` fixes the masks."""
-        loss, latent, _, _ = self._reconstruct(views[0], noise)
+        """One view ``[N, 3, H, W]`` (and its bool ``[N, 1, H, W]`` scene mask with fov views)
+        -> MAE loss; ``noise`` ``[N, L]`` fixes the masks."""
+        scene = views[1] if len(views) > 1 else None
+        loss, latent, _, _ = self._reconstruct(views[0], noise, scene)
         return loss, {"embedding": latent[:, self.backbone.num_prefix_tokens :].mean(dim=1)}
 
-    def _reconstruct(self, images: Tensor, noise: Tensor | None) -> tuple[Tensor, ...]:
-        """Loss, latent, predicted patches ``[N, L, p*p*3]`` and mask ``[N, L]``."""
+    def _reconstruct(
+        self, images: Tensor, noise: Tensor | None, scene: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
+        """Loss, latent, predicted patches ``[N, L, p*p*3]`` and mask ``[N, L]``; the loss
+        counts removed patches of the ``scene`` (bool ``[N, 1, H, W]``) only, if given."""
         latent, mask, ids_restore, grid = self.encode(images, noise)
         pred = self.decoder(latent, ids_restore, self.backbone.num_prefix_tokens, grid)
-        loss = mae_loss(pred, patchify(images, self.patch), mask, self.norm_pix_loss)
+        counted = mask if scene is None else mask * scene_patches(scene, self.patch)
+        loss = mae_loss(pred, patchify(images, self.patch), counted, self.norm_pix_loss)
         return loss, latent, pred, mask
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -56,8 +56,10 @@ class MaskedImageModeling(SSLMethod):
     with dynamic size); the encoder's last map ``[N, C', h', w']`` goes through a 1x1 convolution
     to ``stride^2 * 3`` channels and ``PixelShuffle(stride)``, ``stride`` being the encoder's total
     downsampling (32 for Swin, the patch size for ViT); :func:`~ssl4gie.losses.simmim_loss`
-    on the masked pixels. The encoder under ``self.backbone`` stays a plain timm Swin or ViT, for
-    export and dense tasks.
+    on the masked pixels (with ``MaskedViewCrop(fov=True)`` views, the masked pixels of the
+    view's scene mask only: border and burnt-in overlays do not count, an addition for
+    endoscopy). The encoder under ``self.backbone`` stays a plain timm Swin or ViT, for export
+    and dense tasks.
 
     Official defaults (Swin-B 100-epoch config ``simmim_pretrain__swin_base__img192_window6``):
     192 px, window 6 (``backbone_kwargs={"img_size": 192, "window_size": 6}``), mask patch 32,
@@ -170,8 +172,9 @@ class MaskedImageModeling(SSLMethod):
     def ssl_loss(
         self, views: list[Tensor], mask: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """One view ``[N, 3, H, W]`` -> L1 loss on the masked pixels; ``mask`` ``[N, h, w]``
-        (patch grid, 1 masked) fixes the masks (None: :func:`block_mask`)."""
+        """One view ``[N, 3, H, W]`` (and its bool ``[N, 1, H, W]`` scene mask with fov views)
+        -> L1 loss on the masked scene pixels; ``mask`` ``[N, h, w]`` (patch grid, 1 masked)
+        fixes the masks (None: :func:`block_mask`)."""
         images = views[0]
         grid = (images.shape[-2] // self.patch, images.shape[-1] // self.patch)
         if mask is None:
@@ -181,6 +184,8 @@ class MaskedImageModeling(SSLMethod):
         features = self.encode(images, mask)
         reconstruction = self.decoder(features)  # [N, 3, H, W]
         pixel_mask = mask.repeat_interleave(self.patch, 1).repeat_interleave(self.patch, 2)
+        if len(views) > 1:
+            pixel_mask = pixel_mask * views[1][:, 0]
         loss = simmim_loss(reconstruction, images, pixel_mask)
         return loss, {"embedding": features.mean(dim=(2, 3))}
 
