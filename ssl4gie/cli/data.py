@@ -91,7 +91,12 @@ RECIPES = ("byol", "barlow_twins", "mocov3", "simclr", "dino", "swav", "mae", "s
         help="longer side the frames are loaded at, aspect kept (as pretraining), default 512",
     ),
     _arg("--view-size", type=int, default=None, help="override the recipe's crop size"),
-    _arg("--fov", action="store_true", help="endoscopy: crop inside the field of view"),
+    _arg(
+        "--fov",
+        action="store_true",
+        help="endoscopy: crop inside the scene (field of view minus burnt-in UI boxes and text) "
+        "and show the scene mask (outside it tinted blue)",
+    ),
     _arg("--seed", type=int, default=0, help="seed for picking images and views"),
 )
 def show_views(args: argparse.Namespace) -> int:
@@ -118,12 +123,29 @@ def show_views(args: argparse.Namespace) -> int:
     elif args.view_size:
         overrides["size"] = args.view_size
     recipe = recipe_by_name(args.recipe, **overrides)
-    views = [denormalise(view) for view in recipe(images, regions, generator=generator)]
+    outputs = recipe(images, regions, generator=generator)  # views, then scene masks (MAE, SimMIM)
+    views = [out[:, 0].float() if out.dtype == torch.bool else denormalise(out) for out in outputs]
     rows = [[images[r]] + [view[r] for view in views] for r in range(len(picks))]
     titles = ["image", *recipe.view_names()]
+    if args.fov:
+        tinted = _scene_tint(images)
+        rows = [[row[0], tinted[r], *row[1:]] for r, row in enumerate(rows)]
+        titles.insert(1, "scene mask")
     save_grid(rows, args.out, titles)
     print(f"saved {len(picks)} images and {len(views)} {args.recipe} views each to {args.out}")
     return 0
+
+
+def _scene_tint(images):
+    """uint8 ``[B, 3, H, W]`` -> float ``[B, 3, H, W]`` with what is not scene
+    (:func:`~ssl4gie.transforms.fov.scene_mask`: border, burnt-in overlays) tinted blue."""
+    import torch
+
+    from ssl4gie.transforms import scene_mask
+
+    unit = images.float() / 255
+    blue = torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1)
+    return torch.where(scene_mask(images), unit, 0.4 * unit + 0.6 * blue)
 
 
 def build_parser() -> argparse.ArgumentParser:
