@@ -148,6 +148,84 @@ def _scene_tint(images):
     return torch.where(scene_mask(images), unit, 0.4 * unit + 0.6 * blue)
 
 
+@_subcommand(
+    "duplicates",
+    "group near-duplicate frames (one scene, one video) as the leak-aware split does",
+    _arg("root", help="dataset folder"),
+    _arg("--layout", default="folder", help=_LAYOUT_HELP + " (default folder)"),
+    _arg("--out", required=True, help="CSV to write: one row 'path,group' per image"),
+    _arg("--png", default=None, help="contact sheet PNG of the largest groups"),
+    _arg("--threshold", type=float, default=None, help="descriptor distance (default 0.45)"),
+    _arg(
+        "--sequences-from-names",
+        action="store_true",
+        help="also join numbered frames of one video, e.g. seq_3_7.jpg and seq_3_8.jpg",
+    ),
+    _arg("--size", type=int, default=128, help="size the images are loaded at, default 128"),
+    _arg("--quiet", action="store_true", help="no progress bar"),
+)
+def duplicates(args: argparse.Namespace) -> int:
+    """Describe every image, group them, write the CSV (and the contact sheet)."""
+    import csv
+    from pathlib import Path
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from ssl4gie._io import atomic_file
+    from ssl4gie.data.datamodules import Source, open_dataset
+    from ssl4gie.data.near_duplicates import (
+        DEFAULT_THRESHOLD,
+        name_sequences,
+        near_duplicate_groups,
+        scene_descriptors,
+    )
+
+    if not Path(args.root).is_dir():
+        raise InputError(f"folder {args.root} does not exist; give the dataset folder to group")
+    dataset = open_dataset(Source(args.layout, args.root), args.size)
+    paths = [str(path) for path in dataset.images]
+    bar = tqdm(range(len(dataset)), desc="describing", unit="image", disable=args.quiet)
+    descriptors = scene_descriptors(dataset[i]["image"] for i in bar)
+    known = getattr(dataset, "groups", None)
+    if args.sequences_from_names and known is not None:
+        raise InputError(
+            f"layout {args.layout!r} already groups frames by their sequence or video; drop "
+            "--sequences-from-names"
+        )
+    if args.sequences_from_names:
+        known = name_sequences(paths)
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    groups = near_duplicate_groups(descriptors, threshold, known_groups=known)
+    with atomic_file(args.out, newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "group"])
+        writer.writerows(zip(paths, groups.tolist(), strict=True))
+    sizes = np.bincount(groups)
+    print(
+        f"{len(paths)} images in {len(sizes)} groups (largest {sizes.max()}, "
+        f"{int((sizes > 1).sum())} with more than one image); wrote {args.out}"
+    )
+    if args.png:
+        _contact_sheet(dataset, groups, args.png)
+        print(f"saved the largest groups to {args.png}")
+    return 0
+
+
+def _contact_sheet(dataset, groups, path: str, rows: int = 8, columns: int = 8) -> None:
+    """One row per largest group (up to ``rows``), its first ``columns`` images."""
+    import numpy as np
+
+    from ssl4gie.viz import save_grid
+
+    largest = np.argsort(-np.bincount(groups), kind="stable")[:rows]
+    grid = [
+        [dataset[int(i)]["image"] for i in np.flatnonzero(groups == group)[:columns]]
+        for group in largest
+    ]
+    save_grid(grid, path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ssl4gie data`` parser with one subparser per registered subcommand."""
     return build_group_parser(

@@ -32,7 +32,7 @@ from ssl4gie.data.near_duplicates import (
     DEFAULT_THRESHOLD,
     leak_report,
     near_duplicate_groups,
-    perceptual_hashes,
+    scene_descriptors,
 )
 from ssl4gie.data.nifti import NiftiSlices
 from ssl4gie.data.splits import (
@@ -400,27 +400,28 @@ class TaskDataModule(_LoaderModule):
                     "use split 'ssl4gie' or 'leak-aware'"
                 )
             return group_split(groups, self.val_groups, self.test_groups)
-        groups = near_duplicate_groups(
-            self.image_hashes(), self.leak_threshold, known_groups=self._known_groups()
-        )
         labels = getattr(self.dataset, "targets", None)
-        return grouped_split_indices(groups, self.fractions, self.seed, labels=labels)
+        return grouped_split_indices(self.image_groups(), self.fractions, self.seed, labels=labels)
 
-    def image_hashes(self) -> np.ndarray:
-        """Perceptual hashes of every image ([N] uint64), decoded with the loader's workers."""
+    def image_groups(self) -> np.ndarray:
+        """Near-duplicate group of every image ([N] int64): scene descriptors (decoded with
+        the loader's workers) within ``leak_threshold``, joined with the layout's groups."""
         loader = DataLoader(
             self.dataset,
             batch_size=64,
             num_workers=self.num_workers,
             collate_fn=_stack_images,
         )
-        return np.concatenate([perceptual_hashes(images) for images in loader])
+        descriptors = np.concatenate([scene_descriptors(images) for images in loader])
+        return near_duplicate_groups(
+            descriptors, self.leak_threshold, known_groups=self._known_groups()
+        )
 
     def leak_report(self):
         """Near-duplicate pairs crossing the parts of the protocol's random split (SSL4GIE)."""
         self.setup()
         protocol = random_split_indices(len(self.dataset), self.fractions, self.seed)
-        return leak_report(self.image_hashes(), protocol, self.leak_threshold)
+        return leak_report(self.image_groups(), protocol)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.parts["train"], train=True)

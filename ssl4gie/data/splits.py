@@ -20,10 +20,10 @@ every machine and run.
 
 Example::
 
-    hashes = perceptual_hashes(dataset[i]["image"] for i in range(len(dataset)))
-    groups = near_duplicate_groups(hashes, threshold=8, known_groups=dataset.video_ids)
+    descriptors = scene_descriptors(dataset[i]["image"] for i in range(len(dataset)))
+    groups = near_duplicate_groups(descriptors, known_groups=dataset.video_ids)
     split = grouped_split_indices(groups, (0.8, 0.1, 0.1), seed=0, labels=dataset.targets)
-    print(leak_report(hashes, split, threshold=8))
+    print(leak_report(groups, split))
     train_labels = np.asarray(dataset.targets)[split.train]
     few = split.train[label_fraction_indices(train_labels, fraction=0.01, seed=0)]
 """

@@ -3,7 +3,9 @@
 import io
 import itertools
 import json
+from pathlib import Path
 
+import kornia
 import numpy as np
 import pytest
 import torch
@@ -13,10 +15,11 @@ from PIL import Image
 from ssl4gie.data import near_duplicates, splits
 from ssl4gie.data.near_duplicates import (
     DEFAULT_THRESHOLD,
-    hamming_distances,
+    descriptor_distances,
     leak_report,
     near_duplicate_groups,
-    perceptual_hashes,
+    near_duplicate_pairs,
+    scene_descriptors,
 )
 from ssl4gie.data.splits import (
     Split,
@@ -155,6 +158,19 @@ def test_grouped_split_gives_nothing_to_a_zero_fraction():
     assert split.test.size == 0
 
 
+def test_class_weighting_counts_a_rare_class_in_a_mixed_group():
+    # Group 0: 3 common (C) images; group 1: the only rare (R) image and 4 C. Fractions
+    # 0.7 / 0.3: targets R 0.7 / 0.3, C 4.9 / 2.1; seed 0 visits group 0, then group 1.
+    assert np.random.default_rng(0).permutation(2).tolist() == [0, 1]
+    groups, labels = [0, 0, 0, 1, 1, 1, 1, 1], ["C", "C", "C", "R", "C", "C", "C", "C"]
+    # Group 0 goes to train. Group 1, cost change per part, weighted by 1 / class size:
+    #   train: R (2 (0 - 0.7) + 1) / 1 = -0.4, C (2 (3 - 4.9) + 4) 4 / 7 = +0.11 -> -0.29
+    #   val:   R (2 (0 - 0.3) + 1) / 1 = +0.4, C (2 (0 - 2.1) + 4) 4 / 7 = -0.11 -> +0.29
+    # so it joins train. Unweighted, C's +0.8 / -0.8 would outweigh R and send it to val.
+    split = grouped_split_indices(groups, (0.7, 0.3, 0.0), seed=0, labels=labels)
+    assert split.train.tolist() == list(range(8)) and split.val.size == 0
+
+
 # ---------------------------------------------------------------------------- label fractions
 
 
@@ -186,109 +202,213 @@ def test_label_fractions_are_seeded():
     assert not np.array_equal(same, label_fraction_indices(labels, fraction=0.1, seed=4))
 
 
-# ------------------------------------------------------------------------------------ hashing
+# -------------------------------------------------------------------------------- descriptors
 
 
-def test_hash_is_stable_under_small_changes_and_separates_different_images():
-    images = smooth_images(24, seed=0)
-    hashes = perceptual_hashes(images)
-    assert hashes.dtype == np.uint64 and hashes.shape == (24,)
-    assert np.all(hamming_distances(hashes, perceptual_hashes(images.clone())) == 0)
-    brighter = (images.int() + 15).clamp(0, 255).to(torch.uint8)
+def plain_distance(descriptors: np.ndarray, i: int, j: int) -> float:
+    """The scene distance written out: the closest view of one image to the other's reference."""
+    d = descriptors.astype(np.float64)
+    views = range(d.shape[1])
+    forward = min(np.linalg.norm(d[i, t] - d[j, 0]) for t in views)
+    backward = min(np.linalg.norm(d[j, t] - d[i, 0]) for t in views)
+    return min(forward, backward)
+
+
+def plain_links(descriptors: np.ndarray, threshold: float) -> set[tuple[int, int]]:
+    """Every pair within threshold, by the formula above over all pairs (brute force)."""
+    d = descriptors.astype(np.float64)
+    # directed[i, j]: the closest view of image i to the reference of image j
+    directed = np.stack([np.linalg.norm(views[:, None] - d[:, 0], axis=-1).min(0) for views in d])
+    close = np.minimum(directed, directed.T) <= threshold
+    return {(i, j) for i, j in zip(*np.nonzero(close), strict=True) if i < j}
+
+
+def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    blurred = kornia.filters.gaussian_blur2d(images.float(), (9, 9), (sigma, sigma))
+    return blurred.round().clamp(0, 255).to(torch.uint8)
+
+
+def test_descriptors_ignore_noise_jpeg_exposure_blur_and_small_shifts():
+    large = smooth_images(12, seed=0, size=120)
+    images = large[..., 12:108, 12:108]  # 96 x 96 centres
+    descriptors = scene_descriptors(images)
+    assert descriptors.dtype == np.float16 and descriptors.shape[0] == 12
+    darker = (images.float() * 0.7 + 10).round().to(torch.uint8)
     jpeg = torch.stack([jpeg_round_trip(image) for image in images])
-    for changed in (add_noise(images, std=6, seed=1), brighter, jpeg):
-        assert hamming_distances(hashes, perceptual_hashes(changed)).max() <= DEFAULT_THRESHOLD
-    distances = hamming_distances(hashes[:, None], hashes[None, :])[~np.eye(24, dtype=bool)]
-    assert distances.min() > 2 * DEFAULT_THRESHOLD - 4 and distances.mean() > 24
+    moved = large[..., 18:114, 18:114]  # content moved by 6 % of the side, both axes
+    changes = [add_noise(images, std=6, seed=1), darker, jpeg, blur(images, 1.5), moved]
+    for changed, bound in zip(changes, [0.1] * 4 + [DEFAULT_THRESHOLD], strict=True):
+        both = np.concatenate([descriptors, scene_descriptors(changed)])
+        assert max(plain_distance(both, i, 12 + i) for i in range(12)) <= bound
+    apart = [plain_distance(descriptors, i, j) for i, j in itertools.combinations(range(12), 2)]
+    assert min(apart) > 1.5 * DEFAULT_THRESHOLD
 
 
-def test_hash_takes_batches_single_images_and_sizes_that_differ():
+def test_descriptor_distances_follow_the_formula():
+    descriptors = scene_descriptors(smooth_images(6, seed=3, size=64))
+    first, second = np.array([0, 1, 2, 5, 4]), np.array([3, 1, 5, 0, 2])
+    expected = [plain_distance(descriptors, i, j) for i, j in zip(first, second, strict=True)]
+    got = descriptor_distances(descriptors, first, second)
+    assert np.allclose(got, expected, atol=2e-3) and got[1] == 0
+
+
+def test_views_are_unit_vectors_even_for_flat_images():
+    flat = torch.stack([torch.full((3, 32, 32), value, dtype=torch.uint8) for value in (0, 90)])
+    descriptors = scene_descriptors(torch.cat([flat, smooth_images(2, seed=4, size=32)]))
+    norms = np.linalg.norm(descriptors.astype(np.float64), axis=-1)
+    assert np.allclose(norms, 1, atol=2e-3)
+    assert plain_distance(descriptors, 0, 1) < 0.01  # two flat frames: no scene, one group
+    assert plain_distance(descriptors, 0, 2) > 2 * DEFAULT_THRESHOLD
+
+
+def test_descriptors_take_batches_single_images_and_sizes_that_differ():
     images = smooth_images(4, seed=1)
-    batch_hashes = perceptual_hashes(images)
-    assert np.array_equal(batch_hashes, perceptual_hashes(iter(images)))
-    assert np.array_equal(batch_hashes, perceptual_hashes([images[:1], images[1:]]))
-    assert np.array_equal(batch_hashes[:1], perceptual_hashes(images[0]))
-    mixed = perceptual_hashes([images[0], smooth_images(1, seed=2, size=64)[0]])
-    assert mixed.shape == (2,)
-
-
-def test_popcount_table_matches_numpy():
-    values = np.random.default_rng(0).integers(0, 2**63, size=1000, dtype=np.uint64) * 2 + 1
-    expected = np.array([bin(value).count("1") for value in values.tolist()])
-    assert np.array_equal(near_duplicates._popcount_by_table(values), expected)
-    assert np.array_equal(near_duplicates._popcount(values), expected)
+    batch = scene_descriptors(images)
+    assert np.array_equal(batch, scene_descriptors(iter(images)))
+    assert np.array_equal(batch, scene_descriptors([images[:1], images[1:]]))
+    assert np.array_equal(batch[:1], scene_descriptors(images[0]))
+    mixed = scene_descriptors([images[0], smooth_images(1, seed=2, size=64)[0]])
+    assert mixed.shape == (2, *batch.shape[1:])
+    assert scene_descriptors([]).shape == (0, *batch.shape[1:])
 
 
 # ------------------------------------------------------------------------- near-duplicate groups
 
 
+def great_circle(count: int, step: float) -> np.ndarray:
+    """[count, T, D] descriptors on a great circle, neighbours ``step`` apart, views = reference."""
+    views, dimension = near_duplicates._VIEWS, near_duplicates._DIMENSION
+    angle = 2 * np.arcsin(step / 2) * np.arange(count)
+    vectors = np.zeros((count, dimension))
+    vectors[:, 0], vectors[:, 1] = np.cos(angle), np.sin(angle)
+    return np.repeat(vectors[:, None], views, axis=1).astype(np.float16)
+
+
 def test_near_duplicate_groups_recover_videos():
     videos, frames_per_video = 6, 5
-    bases = smooth_images(videos, seed=3)
+    bases = smooth_images(videos, seed=3, size=120)
     frames, video_of_frame = [], []
     for video, base in enumerate(bases):
         for frame in range(frames_per_video):
-            changed = add_noise(base[None], std=4, seed=100 * video + frame)[0]
+            crop = base[:, 10 + 2 * frame : 106 + 2 * frame, 12:108]  # the camera drifts down
+            changed = add_noise(crop[None], std=4, seed=100 * video + frame)[0]
             frames.append(jpeg_round_trip(changed, quality=50 + 10 * frame))
             video_of_frame.append(video)
     order = np.random.default_rng(0).permutation(len(frames))
-    hashes = perceptual_hashes(frames[i] for i in order)
-    groups = near_duplicate_groups(hashes, DEFAULT_THRESHOLD)
+    groups = near_duplicate_groups(scene_descriptors(frames[i] for i in order))
     assert same_partition(groups, np.asarray(video_of_frame)[order])
 
 
-def test_known_groups_join_images_that_hashes_do_not():
-    hashes = np.array([0, 2**64 - 1, 0x00FF00FF00FF00FF, 0xF0F0F0F0F0F0F0F0], dtype=np.uint64)
-    assert near_duplicate_groups(hashes, 4).tolist() == [0, 1, 2, 3]
-    joined = near_duplicate_groups(hashes, 4, known_groups=["seq1", None, "seq2", "seq1"])
+def test_known_groups_join_images_that_descriptors_do_not():
+    descriptors = scene_descriptors(smooth_images(4, seed=6, size=64))
+    assert near_duplicate_groups(descriptors).tolist() == [0, 1, 2, 3]
+    joined = near_duplicate_groups(descriptors, known_groups=["seq1", None, "seq2", "seq1"])
     assert joined.tolist() == [0, 1, 2, 0]
 
 
-def test_grouping_is_transitive_across_a_chain():
-    chain = np.array([(1 << (4 * k)) - 1 for k in range(8)], dtype=np.uint64)  # 4 more bits each
-    assert near_duplicate_groups(chain, 4).tolist() == [0] * 8
-    assert near_duplicate_groups(chain, 3).tolist() == list(range(8))
+def test_grouping_chains_links_transitively():
+    chain = great_circle(8, step=0.4)  # neighbours 0.4 apart, the ends 2.0 apart
+    assert plain_distance(chain, 0, 7) > 1.9
+    assert near_duplicate_groups(chain, threshold=0.45).tolist() == [0] * 8
+    assert near_duplicate_groups(chain, threshold=0.35).tolist() == list(range(8))
 
 
-def test_grouping_spans_several_blocks(monkeypatch):
-    monkeypatch.setattr(near_duplicates, "_BLOCK_ELEMENTS", 7)
-    rng = np.random.default_rng(1)
-    bases = rng.integers(0, 2**63, size=12, dtype=np.uint64) * 2 + 1
-    video_of = rng.integers(0, 12, size=60)
-    flip = np.left_shift(np.uint64(1), rng.integers(0, 64, size=60).astype(np.uint64))
-    groups = near_duplicate_groups(bases[video_of] ^ flip, 2)
-    assert same_partition(groups, video_of)
+def clustered_descriptors(clusters: int, size: int, spread: float, seed: int) -> np.ndarray:
+    """[clusters * size, T, D] unit vectors: each cluster a random centre plus small offsets."""
+    rng = np.random.default_rng(seed)
+    views, dimension = near_duplicates._VIEWS, near_duplicates._DIMENSION
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    centres = np.repeat(unit(rng.standard_normal((clusters, dimension))), size, axis=0)
+    frames = unit(centres + spread * unit(rng.standard_normal(centres.shape)))
+    offsets = spread * unit(rng.standard_normal((len(frames), views, dimension)))
+    descriptors = unit(frames[:, None] + offsets)
+    descriptors[:, 0] = frames
+    return descriptors.astype(np.float16)
+
+
+def test_exact_search_finds_the_brute_force_links():
+    descriptors = clustered_descriptors(clusters=40, size=3, spread=0.25, seed=0)
+    found = near_duplicate_pairs(descriptors, 0.45)
+    assert set(zip(*found.tolist(), strict=True)) == plain_links(descriptors, 0.45)
+
+
+def test_hashed_search_finds_the_brute_force_links_comparing_few_pairs(monkeypatch):
+    descriptors = clustered_descriptors(clusters=60, size=4, spread=0.15, seed=1)
+    n = len(descriptors)
+    expected = plain_links(descriptors, 0.45)
+    assert len(expected) >= 60 * 6  # every cluster is linked
+    compared = []
+    directed = near_duplicates._directed_distances
+
+    def counting(queries, references):
+        compared.append(len(queries))
+        return directed(queries, references)
+
+    monkeypatch.setattr(near_duplicates, "_EXACT_MAX", 0)
+    monkeypatch.setattr(near_duplicates, "_directed_distances", counting)
+    found = near_duplicate_pairs(descriptors, 0.45)
+    assert set(zip(*found.tolist(), strict=True)) == expected
+    assert sum(compared) < n * n / 20  # all pairs would be n * (n - 1)
+
+
+def test_name_sequences_join_numbered_frames_of_one_folder():
+    names = [
+        "seq/fine_3_7_fram.jpg",
+        "seq/fine_3_8_fram.jpg",
+        "seq/fine_4_1_fram.jpg",
+        "other/fine_3_9_fram.jpg",
+        "c3vd/cecum/30_color.png",
+        "c3vd/cecum/0_color.png",
+        "kvasir/cjuabc.jpg",
+    ]
+    ids = near_duplicates.name_sequences(names)
+    assert ids[0] == ids[1] == str(Path("seq/fine_3_#_fram"))
+    assert len({ids[0], ids[2], ids[3]}) == 3
+    assert ids[4] == ids[5] == str(Path("c3vd/cecum/#_color"))
+    assert ids[6] is None
 
 
 # ----------------------------------------------------------------------------------- leak report
 
 
-def test_leak_report_counts_a_hand_made_case():
-    # Three near-duplicate pairs: (0, 1) both train, (2, 7) and (3, 8) across train/test.
-    rng = np.random.default_rng(0)
-    hashes = rng.integers(0, 2**63, size=10, dtype=np.uint64) * 2 + 1
-    hashes[1] = hashes[0] ^ np.uint64(1)
-    hashes[7] = hashes[2]
-    hashes[8] = hashes[3] ^ np.uint64(0b110)
-    split = Split(train=[0, 1, 2, 3, 4, 5], val=[6], test=[7, 8, 9])
-    report = leak_report(hashes, split, threshold=2)
-    assert report.pairs["train"] == {"train": 1, "val": 0, "test": 2}
-    assert report.pairs["val"] == {"val": 0, "test": 0}
-    assert report.pairs["test"] == {"test": 0}
-    assert report.leaked == {"val": 0, "test": 2}
+@pytest.mark.parametrize("train_holds_the_higher_index", [False, True])
+def test_leak_report_counts_a_hand_made_case(train_holds_the_higher_index):
+    # Group 0: images 0, 1, 2; group 1: images 3, 4; group 2: image 5; group 3: images 6, 7.
+    groups = [0, 0, 0, 1, 1, 2, 3, 3]
+    parts = {"train": [0, 5, 6], "val": [3, 4], "test": [1, 2, 7]}
+    if train_holds_the_higher_index:  # the same split with every index mirrored
+        groups = groups[::-1]
+        parts = {part: [7 - i for i in indices] for part, indices in parts.items()}
+    report = leak_report(groups, Split(**parts))
+    # group 0: train x test twice, test x test once; group 1: val x val; group 3: train x test
+    assert report.pairs["train"] == {"train": 0, "val": 0, "test": 3}
+    assert report.pairs["val"] == {"val": 1, "test": 0}
+    assert report.pairs["test"] == {"test": 1}
+    assert report.leaked == {"val": 0, "test": 3}
+    assert report.sizes == {"train": 3, "val": 2, "test": 3}
     as_dict = json.loads(json.dumps(report.to_dict()))
-    assert as_dict["pairs"]["train/test"] == 2 and as_dict["sizes"]["train"] == 6
-    assert "test images with a near-duplicate in train: 2 / 3" in str(report)
+    assert as_dict["pairs"]["train/test"] == 3 and as_dict["sizes"]["train"] == 3
+    assert "test images with a near-duplicate in train: 3 / 3" in str(report)
+
+
+def test_leak_report_leaves_out_images_in_no_part():
+    report = leak_report([0, 0, 0], Split(train=[0], val=[], test=[2]))
+    assert report.pairs["train"]["test"] == 1 and report.leaked["test"] == 1
+    assert sum(n for row in report.pairs.values() for n in row.values()) == 1
 
 
 def test_leak_report_finds_leaks_of_image_split_and_none_of_grouped_split():
     bases = smooth_images(8, seed=5)
     frames = torch.cat([add_noise(bases, std=3, seed=seed) for seed in range(5)])
-    hashes = perceptual_hashes(frames)
+    groups = near_duplicate_groups(scene_descriptors(frames))
+    assert same_partition(groups, np.tile(np.arange(8), 5))
     image_split = random_split_indices(len(frames), (0.6, 0.2, 0.2), seed=0)
-    assert leak_report(frames, image_split).pairs["train"]["test"] > 0
-    grouped = grouped_split_indices(near_duplicate_groups(hashes), (0.6, 0.2, 0.2), seed=0)
-    report = leak_report(hashes, grouped)
+    assert leak_report(groups, image_split).pairs["train"]["test"] > 0
+    grouped = grouped_split_indices(groups, (0.6, 0.2, 0.2), seed=0)
+    report = leak_report(groups, grouped)
     assert report.leaked == {"val": 0, "test": 0}
     assert report.pairs["train"]["val"] == report.pairs["train"]["test"] == 0
 
@@ -311,11 +431,12 @@ def test_leak_report_finds_leaks_of_image_split_and_none_of_grouped_split():
         (lambda: label_fraction_indices([0, 1], per_class=0), "per_class=0"),
         (lambda: label_fraction_indices([0, 1]), "exactly one"),
         (lambda: label_fraction_indices([0, 1], fraction=0.5, per_class=1), "exactly one"),
-        (lambda: near_duplicate_groups(np.zeros(3, np.uint64), 65), "threshold"),
-        (lambda: near_duplicate_groups(np.zeros(3, np.uint64), known_groups=[1]), "known_groups"),
-        (lambda: perceptual_hashes([torch.zeros(3, 8, 8)]), "uint8"),
-        (lambda: perceptual_hashes([torch.zeros(1, 8, 8, dtype=torch.uint8)]), "RGB"),
-        (lambda: leak_report(np.zeros(2, np.uint64), Split([0], [1], [2])), "only 2 images"),
+        (lambda: near_duplicate_groups(great_circle(3, 0.1), 2.5), "threshold"),
+        (lambda: near_duplicate_groups(great_circle(3, 0.1), known_groups=[1]), "known_groups"),
+        (lambda: near_duplicate_groups(np.zeros((3, 64)), 0.4), "scene_descriptors"),
+        (lambda: scene_descriptors([torch.zeros(3, 8, 8)]), "uint8"),
+        (lambda: scene_descriptors([torch.zeros(1, 8, 8, dtype=torch.uint8)]), "RGB"),
+        (lambda: leak_report([0, 1], Split([0], [1], [2])), "only 2 images"),
         (lambda: Split([0, 1], [1], []), "overlap"),
     ],
 )
