@@ -380,13 +380,16 @@ def finish(
     columns: Sequence[Column],
     notes: Sequence[str] = (),
     doc: str = "",
+    show: bool = True,
 ) -> None:
-    """Print the table and, with ``--json``, write it with the hardware, the settings and the
-    script's ``doc`` (what the report shows above the table)."""
-    print(f"\n{title} [{scale.name} scale, {device.type}]")
-    print_table(rows, columns)
-    for note in notes:
-        print(f"  note: {note}")
+    """Print the table (unless not ``show``: a partial result saved on the way) and, with
+    ``--json``, write it with the hardware, the settings and the script's ``doc`` (what the
+    report shows above the table)."""
+    if show:
+        print(f"\n{title} [{scale.name} scale, {device.type}]")
+        print_table(rows, columns)
+        for note in notes:
+            print(f"  note: {note}")
     if args.json is None:
         return
     payload = {

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +104,8 @@ def train_step(name: str, backbone: str, batch: dict, scale, device, **options: 
     return f"{backbone}, {', '.join(switches)}, loss {float(loss):.3f}"
 
 
-def step_rows(batch: dict, scale, device) -> list[dict[str, Any]]:
+def step_rows(batch: dict, scale, device) -> Iterator[dict[str, Any]]:
     """One step of every method, on the first backbone that takes it (CNN, then ViT)."""
-    rows = []
     for name in sorted(METHODS):
         for backbone in scale.backbones:
             options = _common.fast_path(backbone, scale)
@@ -115,13 +114,12 @@ def step_rows(batch: dict, scale, device) -> list[dict[str, Any]]:
             except InputError:
                 continue
             step = functools.partial(train_step, name, backbone, batch, scale, device, **options)
-            rows.append(row(f"step {name}", step))
+            yield row(f"step {name}", step)
             break
         else:
-            rows.append({"check": f"step {name}", "result": "FAILED", "detail": "no backbone"})
+            yield {"check": f"step {name}", "result": "FAILED", "detail": "no backbone"}
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return rows
 
 
 def compile_seconds(backbone: str, batch: dict, scale, device, compile_: bool) -> float:
@@ -152,24 +150,34 @@ def main() -> None:
     scale, device = _common.setup(args)
     max_size = next(iter(_common.pretrain_inputs(scale.size).values()))["max_size"]
     batch_size = args.batch or (16 if device.type == "cuda" else 2)
-    rows = []
+    title, rows = "GPU code paths", []
+
+    def add(found: dict[str, Any]) -> None:
+        """Keep rows and save them so far: a check that hangs until the kit's time limit kills
+        it loses only itself."""
+        rows.append(found)
+        _common.finish("gpu_checks", title, args, scale, device, rows, COLUMNS,
+                       ["partial: the run stopped here"], doc=__doc__, show=False)  # fmt: skip
+
     with tempfile.TemporaryDirectory() as tmp:
         root = synthesize("hyperkvasir-unlabeled", Path(tmp) / "hk", FRAMES, args.frame_size,
                           progress=False)  # fmt: skip
         paths = sorted(root.rglob("*.jpg"))
-        rows.append(row("decode on device", lambda: decode_matches_cpu(paths, max_size, device)))
-        rows.append(row("decode_on_device batch",
-                        lambda: datamodule_batch(root, max_size, batch_size, device)))  # fmt: skip
-        encoded = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in paths]
-        canvases, regions = decode_fit_batch(encoded, max_size, device)
-    picks = torch.arange(batch_size) % len(paths)
-    batch = {"image": canvases[picks], "region": regions[picks]}
+        add(row("decode on device", lambda: decode_matches_cpu(paths, max_size, device)))
+        loaded = min(batch_size, FRAMES)  # whole batches of the frames
+        check = functools.partial(datamodule_batch, root, max_size, loaded, device)
+        add(row("decode_on_device batch", check))
+        fitted = [fit_to_canvas(read_image(path), max_size) for path in paths]  # the CPU path
+    picks = (torch.arange(batch_size) % len(paths)).tolist()
+    batch = {key: torch.stack([fitted[i][k] for i in picks]).to(device)
+             for k, key in enumerate(("image", "region"))}  # fmt: skip
     for name in sorted(METHODS):
-        rows.append(row(f"views {name}", lambda n=name: views_on_input(n, *batch.values(), scale)))
-    rows += step_rows(batch, scale, device)
+        add(row(f"views {name}", lambda n=name: views_on_input(n, *batch.values(), scale)))
+    for found in step_rows(batch, scale, device):
+        add(found)
     cnn = next((b for b in scale.backbones if not b.startswith("vit")), scale.backbones[0])
     if args.compile or device.type == "cuda":
-        rows.append(compile_row(cnn, batch, scale, device))
+        add(compile_row(cnn, batch, scale, device))
     failed = [r["check"] for r in rows if r["result"] != "ok"]
     notes = [
         f"{FRAMES} synthetic JPEGs {args.frame_size * 5 // 4}x{args.frame_size} (and square), "
@@ -177,7 +185,7 @@ def main() -> None:
         f"{len(rows) - len(failed)} of {len(rows)} checks passed"
         + (f"; failed: {', '.join(failed)}" if failed else ""),
     ]
-    _common.finish("gpu_checks", "GPU code paths", args, scale, device, rows, COLUMNS, notes,
+    _common.finish("gpu_checks", title, args, scale, device, rows, COLUMNS, notes,
                    doc=__doc__)  # fmt: skip
     if failed:
         raise SystemExit(1)

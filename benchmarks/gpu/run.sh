@@ -101,8 +101,8 @@ else
         --methods barlow_twins --backbones resnet50 --warmup 3 --steps 10 $(J pretrain_throughput)
     stage pretrain_steps 120 "$PYTHON" $B/pretrain_steps.py --gpu --warmup 3 --steps 8 \
         --methods barlow_twins mocov3 mae $(J pretrain_steps)
-    stage fast_path 90 "$PYTHON" $B/fast_path.py --gpu --backbones resnet50 --warmup 3 \
-        --steps 8 $(J fast_path)
+    stage fast_path 90 "$PYTHON" $B/fast_path.py --gpu --backbones resnet50 --warmup 2 \
+        --steps 6 $(J fast_path)
     stage finetune_steps 45 "$PYTHON" $B/finetune_steps.py --gpu --backbones resnet50 \
         --warmup 2 --steps 5 --tasks classification segmentation $(J finetune_steps)
     stage load_backbone 30 "$PYTHON" $B/load_backbone.py --gpu \
