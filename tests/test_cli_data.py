@@ -124,3 +124,59 @@ def test_show_views_bad_input(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not (tmp_path / "x.png").exists()
+
+
+def write_smooth_images(folder, count: int, seed: int) -> list:
+    """Save ``count`` random smooth 64 px RGB images as PNG; return their paths."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, 256, (count, 3, 6, 6), generator=generator).float()
+    images = F.interpolate(coarse, size=(64, 64), mode="bicubic").clamp(0, 255).byte()
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(folder / f"scene{i}.png")
+        Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy())).save(paths[-1])
+    return paths
+
+
+def test_duplicates_groups_copies_and_writes_csv_and_sheet(tmp_path, capsys):
+    import csv
+    import shutil
+
+    paths = write_smooth_images(tmp_path / "frames", 4, seed=0)
+    shutil.copy(paths[1], tmp_path / "frames" / "scene1 copy, again.png")  # comma: quoted
+    out, sheet = tmp_path / "out" / "groups.csv", tmp_path / "sheet.png"
+    argv = ["data", "duplicates", str(tmp_path / "frames"), "--out", str(out)]
+    assert main([*argv, "--png", str(sheet), "--size", "64", "--quiet"]) == 0
+    with out.open(newline="") as handle:
+        group_of = {row["path"].rsplit("/", 1)[-1]: row["group"] for row in csv.DictReader(handle)}
+    assert len(group_of) == 5
+    assert group_of["scene1.png"] == group_of["scene1 copy, again.png"]
+    assert len(set(group_of.values())) == 4
+    assert sheet.read_bytes().startswith(b"\x89PNG")
+    assert not list((tmp_path / "out").glob(".*tmp*"))  # written by rename, no leftovers
+    assert "5 images in 4 groups (largest 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["{tmp}/missing"], "folder {tmp}/missing does not exist"),
+        (["{tmp}/frames", "--layout", "kvasir-sg"], "did you mean 'kvasir-seg'"),
+        (["{tmp}/frames", "--threshold", "3"], "threshold 3.0 must lie in [0, 2)"),
+        (["{tmp}/frames", "--size", "big"], "argument --size: invalid int value"),
+    ],
+)
+def test_duplicates_bad_input_is_one_line_exit_2(tmp_path, capsys, options, message):
+    write_smooth_images(tmp_path / "frames", 2, seed=1)
+    argv = [part.format(tmp=tmp_path) for part in options]
+    code = main(["data", "duplicates", *argv, "--out", str(tmp_path / "groups.csv"), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert stderr.count("\n") == 1 and message.format(tmp=tmp_path) in stderr
+    assert not (tmp_path / "groups.csv").exists()

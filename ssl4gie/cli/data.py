@@ -176,6 +176,7 @@ def duplicates(args: argparse.Namespace) -> int:
     from ssl4gie.data.datamodules import Source, open_dataset
     from ssl4gie.data.near_duplicates import (
         DEFAULT_THRESHOLD,
+        _check_threshold,
         name_sequences,
         near_duplicate_groups,
         scene_descriptors,
@@ -183,6 +184,7 @@ def duplicates(args: argparse.Namespace) -> int:
 
     if not Path(args.root).is_dir():
         raise InputError(f"folder {args.root} does not exist; give the dataset folder to group")
+    threshold = _check_threshold(DEFAULT_THRESHOLD if args.threshold is None else args.threshold)
     dataset = open_dataset(Source(args.layout, args.root), args.size)
     paths = [str(path) for path in dataset.images]
     bar = tqdm(range(len(dataset)), desc="describing", unit="image", disable=args.quiet)
@@ -195,7 +197,6 @@ def duplicates(args: argparse.Namespace) -> int:
         )
     if args.sequences_from_names:
         known = name_sequences(paths)
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     groups = near_duplicate_groups(descriptors, threshold, known_groups=known)
     with atomic_file(args.out, newline="") as handle:
         writer = csv.writer(handle)
