@@ -154,7 +154,7 @@ def _scene_tint(images):
     _arg("root", help="dataset folder"),
     _arg("--layout", default="folder", help=_LAYOUT_HELP + " (default folder)"),
     _arg("--out", required=True, help="CSV to write: one row 'path,group' per image"),
-    _arg("--png", default=None, help="contact sheet PNG of the largest groups"),
+    _arg("--png", default=None, help="PNG: a row per largest group (8), its first 8 images"),
     _arg("--threshold", type=float, default=None, help="descriptor distance (default 0.45)"),
     _arg(
         "--sequences-from-names",
