@@ -302,16 +302,16 @@ def near_duplicate_pairs(descriptors, threshold: float = DEFAULT_THRESHOLD) -> n
 
     Up to 4096 images every pair is compared (exact). Above, only the pairs that share a hash
     band (:func:`_hashed_links`): no false link, and a pair at distance 0.2 / 0.3 / 0.45 is
-    found with probability 0.9997 / 0.93 / 0.35 per view and direction (22 chances, so closer
-    pairs all but surely). The cost is the band look-ups, linear in N, plus one exact check
-    per pair sharing a band, which are mostly pairs within about 0.7 of each other.
+    found with probability 0.9997 / 0.93 / 0.35 per view and direction (11 views, 2
+    directions: a pair has several chances). The cost is the band look-ups, linear in N,
+    plus one exact check per pair sharing a band, mostly pairs within about 0.7 of each other.
 
     Measured on 100,000 synthetic descriptors (10,000 groups of 10 at a median distance of
     0.28 within groups; 5 % of the other pairs below 0.89, their median 1.39, like the real
     frames): 23.0 million pairs checked (0.46 % of all 5.0e9; 230 per image, 31 per image at
-    10,000), 449,950 of the 450,000 links found, 674 s on one thread of a shared 2-core CPU
-    (4.8 s at 10,000), peak memory 2.6 GB with the descriptors (343 MB at float16). Comparing
-    every pair takes about 11 s at 5,000 there, so about 70 min at 100,000.
+    10,000), 449,953 of the 450,000 links found, 154 s on one CPU thread (4.2 s at 10,000),
+    peak memory 2.6 GB with the descriptors (343 MB at float16). Comparing every pair takes
+    7.0 s at 10,000 on that thread, so about 12 min at 100,000.
     """
     descriptors, threshold = _as_descriptors(descriptors), _check_threshold(threshold)
     search = _exact_links if len(descriptors) <= _EXACT_MAX else _hashed_links
