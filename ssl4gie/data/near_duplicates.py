@@ -261,7 +261,7 @@ def _bucket_members(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarr
 
 def _hashed_links(descriptors: np.ndarray, threshold: float) -> Iterator[np.ndarray]:
     """Yield ``(query, reference)`` links as :func:`_exact_links`, comparing only the pairs
-    that share a hash band (near-linear).
+    that share a hash band (far fewer than all: see :func:`near_duplicate_pairs`).
 
     Locality-sensitive hashing by random hyperplanes [Charikar 2002]: a view and a reference
     at angle ``theta`` agree on one sign bit with probability ``1 - theta / pi``, so on a band

@@ -1,7 +1,7 @@
 """Dataset splits, group splits for leak-aware splitting, and nested label fractions.
 
-Everything here works on plain sequences, numpy arrays or tensors of labels and group ids (and
-uint8 image tensors for hashing), so it does not depend on the Dataset classes: pass
+Everything here works on plain sequences, numpy arrays or tensors of labels and group ids, so
+it does not depend on the Dataset classes: pass
 ``dataset.targets`` or ``dataset.video_ids`` and index the dataset with the result.
 
 **Protocol split.** SSL4GIE splits images at random 80/10/10 with a seed
