@@ -31,6 +31,7 @@ from ssl4gie.data.decode import decode_fit_batch, decode_resize_batch, fit_to_ca
 from ssl4gie.data.near_duplicates import (
     DEFAULT_THRESHOLD,
     leak_report,
+    name_sequences,
     near_duplicate_groups,
     scene_descriptors,
 )
@@ -307,9 +308,10 @@ class TaskDataModule(_LoaderModule):
         layout: a key of ``LAYOUTS``.
         size: fixed image size the workers resize to.
         split: ``"ssl4gie"`` the protocol's seeded random image-level split; ``"leak-aware"``
-            groups near-duplicate frames (perceptual hash, Hamming ``<= leak_threshold``) and
-            the dataset's known sequences/videos before a stratified group split; ``"groups"``
-            uses the named ``val_groups``/``test_groups`` (C3VD videos, as in SSL4GIE).
+            groups near-duplicate frames (scene descriptors within ``leak_threshold``, see
+            :mod:`ssl4gie.data.near_duplicates`) and the dataset's known sequences/videos
+            before a stratified group split; ``"groups"`` uses the named
+            ``val_groups``/``test_groups`` (C3VD videos, as in SSL4GIE).
         fractions: train/val/test fractions (SSL4GIE: 80/10/10).
         seed: fixes the split, and the label-fraction subset unless ``label_seed`` is given.
         label_fraction: keep this stratified fraction of the training labels (nested across
@@ -317,6 +319,12 @@ class TaskDataModule(_LoaderModule):
         labels_per_class: keep this many training images per class instead.
         label_seed: draws the label-fraction subset (None: ``seed``); vary it alone to repeat a
             fraction over several subsets of one fixed split.
+        leak_threshold: the near-duplicate distance of the leak-aware split (0.45, measured
+            on real video frames: :data:`~ssl4gie.data.near_duplicates.DEFAULT_THRESHOLD`).
+        sequences_from_names: the leak-aware split also joins frames whose file names differ
+            only in their last number (frames exported from one video, e.g. ``seq3_17.jpg``;
+            :func:`~ssl4gie.data.near_duplicates.name_sequences`), for layouts without known
+            sequences. Appearance alone does not join a video whose camera moves far.
         options: layout options passed to the reader (e.g. ``{"task": "landmarks"}``).
 
     Examples:
@@ -344,7 +352,8 @@ class TaskDataModule(_LoaderModule):
         label_seed: int | None = None,
         val_groups: list[str] | None = None,
         test_groups: list[str] | None = None,
-        leak_threshold: int = DEFAULT_THRESHOLD,
+        leak_threshold: float = DEFAULT_THRESHOLD,
+        sequences_from_names: bool = False,
         options: dict[str, Any] | None = None,
         drop_last: bool = False,
     ) -> None:
@@ -358,6 +367,7 @@ class TaskDataModule(_LoaderModule):
         self.label_seed = seed if label_seed is None else label_seed
         self.val_groups, self.test_groups = val_groups, test_groups
         self.leak_threshold = leak_threshold
+        self.sequences_from_names = sequences_from_names
         self.dataset: Dataset | None = None
         self.split: Split | None = None
         self.parts: dict[str, Dataset] = {}
@@ -386,7 +396,16 @@ class TaskDataModule(_LoaderModule):
         return getattr(self.dataset, "targets", None) or [0] * len(self.dataset)
 
     def _known_groups(self) -> list | None:
-        return getattr(self.dataset, "groups", None)
+        """The layout's sequences/videos, or (``sequences_from_names``) ids from file names."""
+        groups = getattr(self.dataset, "groups", None)
+        if not self.sequences_from_names:
+            return groups
+        if groups is not None:
+            raise InputError(
+                f"layout {self.source.layout!r} has its own sequences or videos; drop "
+                "sequences_from_names"
+            )
+        return name_sequences(self.dataset.images)
 
     def _make_split(self) -> Split:
         n = len(self.dataset)

@@ -94,3 +94,21 @@ def test_duplicates_command_on_the_real_sequence(realdata, tmp_path, capsys):
     assert main(["data", "duplicates", str(kvasir), "--out", str(out), "--quiet"]) == 0
     with out.open(newline="") as handle:
         assert len({row["group"] for row in csv.DictReader(handle)}) == 5
+
+
+def test_leak_aware_split_keeps_the_real_sequence_in_one_part(realdata):
+    """The CVC sequence in the generic segmentation layout, split leak-aware with frame names
+    joined: all 20 frames land in one part, which an image-level split never does."""
+    from ssl4gie.data.datamodules import SegmentationDataModule
+
+    root = realdata / "cvc-clinicdb-sequence"
+    parts = {}
+    for names in (True, False):
+        data = SegmentationDataModule(
+            str(root), layout="seg-folder", split="leak-aware", size=64, num_workers=0,
+            sequences_from_names=names, fractions=(0.6, 0.2, 0.2),
+        )  # fmt: skip
+        data.setup()
+        parts[names] = {name: len(part) for name, part in data.parts.items()}
+    assert sorted(parts[True].values()) == [0, 0, 20]
+    assert sorted(parts[False].values()) != [0, 0, 20]  # appearance alone splits the video
