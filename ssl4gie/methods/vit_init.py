@@ -22,6 +22,7 @@ import math
 from typing import Any, Literal
 
 import torch
+from timm.layers import PatchEmbed
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
@@ -79,15 +80,19 @@ def init_vit(vit: VisionTransformer, method: Literal["mocov3", "mae"], pretraine
             vit.pos_embed.requires_grad_(False)
         return
     _set_sincos_pos_embed(vit, columns_first=method == "mae")
-    proj = vit.patch_embed.proj
     if method == "mae":
-        nn.init.xavier_uniform_(proj.weight.data.view(proj.out_channels, -1))
         vit.apply(official_init_weights)
     else:
-        bound = math.sqrt(6.0 / (proj.weight[0].numel() + proj.out_channels))  # 3 p^2 + D
-        nn.init.uniform_(proj.weight, -bound, bound)
-        nn.init.zeros_(proj.bias)
         _mocov3_linear_init(vit)
+    if isinstance(vit.patch_embed, PatchEmbed):  # not a hybrid (CNN stem) embedding
+        proj = vit.patch_embed.proj
+        if method == "mae":
+            nn.init.xavier_uniform_(proj.weight.data.view(proj.out_channels, -1))
+        else:
+            bound = math.sqrt(6.0 / (proj.weight[0].numel() + proj.out_channels))  # 3 p^2 + D
+            nn.init.uniform_(proj.weight, -bound, bound)
+            if proj.bias is not None:
+                nn.init.zeros_(proj.bias)
     if vit.cls_token is not None:
         nn.init.normal_(vit.cls_token, std=0.02 if method == "mae" else 1e-6)
 
