@@ -205,16 +205,16 @@ class PretrainDataModule(_LoaderModule):
     canvas; batches carry each frame's ``region`` on it, and the views crop inside it with
     torchvision's ``RandomResizedCrop`` sampling, as the official pipelines crop the
     full-resolution image. A 720x576 HyperKvasir frame becomes 512x410 at the default 512;
-    squashing it to 256x256 instead (``size=256``) distorts its aspect and upsamples about three
-    in four 224-px crops at scale (0.08, 1) (``benchmarks/input_pipeline.py`` measures both).
+    squashing it to 256x256 instead (``size=256``) distorts its aspect and upsamples 87 % of
+    224-px crops at scale (0.08, 1) (``benchmarks/input_pipeline.py`` measures both).
 
     Args:
         sources: datasets read as unlabelled images (every layout has ``image``), e.g.
             ImageNet + Hyperkvasir-unlabelled.
         max_size: longer side of the aspect-true frames and side of the canvas; at least the
             views' size. At 512 a 720x576 frame keeps 3.2x the pixels of a 256 squash, and
-            224-px views upsample only crops below 24 % of its area (about 17 % of the crops at
-            scale (0.08, 1), against 75 % from the squash).
+            22 % of 224-px crops at scale (0.08, 1) are upsampled, against 87 % from the squash
+            and 6 % from the full-resolution frame (``benchmarks/input_pipeline.py``).
         size: squash every frame to ``size`` x ``size`` instead (the input before aspect-true
             frames, kept for comparisons); overrides ``max_size``.
         batch_size: per-process batch (the global batch is this times the world size).
