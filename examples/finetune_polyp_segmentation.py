@@ -88,7 +88,7 @@ print(json.dumps({name: round(value, 4) for name, value in metrics.items()}, ind
 task.eval()
 with torch.no_grad():
     batch = task.on_after_batch_transfer(next(iter(data.test_dataloader())), 0)
-    predicted = task.predict_classes(task(batch["image"]))  # [B, H, W] class ids
-rows = task.picture_rows(batch, predicted)
+    logits = task(batch["image"])  # [B, 1, H, W]; picture_rows takes foreground where > 0
+rows = task.picture_rows(batch, logits)
 save_grid(rows, out / "predictions.png", task.picture_titles)
 print(f"wrote {out / 'predictions.png'}")
