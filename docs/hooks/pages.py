@@ -163,12 +163,16 @@ def _number(value: float) -> str:
     return f"{float(mantissa):g}e{int(exponent)}"
 
 
-def _recipe_text(recipe) -> str:
+def _recipe_text(recipe, min_lr: float | None = None) -> str:
+    """``min_lr``: the method's absolute final learning rate, where it has one (DINO)."""
+    if min_lr is not None:
+        final = f"{_number(min_lr)} (absolute)"
+    else:
+        final = f"{_number(recipe.min_lr_ratio)} x lr" if recipe.min_lr_ratio else "0"
     text = (
         f"{recipe.optimizer.upper() if recipe.optimizer != 'adamw' else 'AdamW'}, base lr "
         f"{_number(recipe.base_lr)} per 256 images, weight decay {_number(recipe.weight_decay)}, "
-        f"{recipe.warmup_epochs:g} warm-up epochs, cosine to "
-        + (f"{_number(recipe.min_lr_ratio)} x lr" if recipe.min_lr_ratio else "0")
+        f"{recipe.warmup_epochs:g} warm-up epochs, cosine to {final}"
     )
     if recipe.bias_lr_ratio != 1:
         text += f", biases and norms at {recipe.bias_lr_ratio:.4g} x lr"
@@ -181,7 +185,9 @@ def recipes() -> str:
 
     lines = ["| method | CNN backbones | ViT backbones |", "|---|---|---|"]
     for name, cls in METHODS.items():
-        cnn, vit = (_recipe_text(cls.RECIPES[kind]) for kind in ("cnn", "vit"))
+        min_lr = inspect.signature(cls).parameters.get("min_lr")
+        absolute = None if min_lr is None else min_lr.default
+        cnn, vit = (_recipe_text(cls.RECIPES[kind], absolute) for kind in ("cnn", "vit"))
         lines.append(f"| [`{name}`](#{name}) | {cnn} | {vit} |")
     return "\n".join(lines)
 
