@@ -49,7 +49,9 @@ def landmarks_datamodule(synthetic):
     )
 
 
-REALDATA = Path(os.environ.get("SSL4GIE_REALDATA", Path(__file__).parents[2] / "shared" / "realdata"))
+REALDATA = Path(
+    os.environ.get("SSL4GIE_REALDATA", Path(__file__).parents[2] / "shared" / "realdata")
+)
 
 
 @pytest.fixture(scope="session")

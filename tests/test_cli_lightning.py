@@ -61,8 +61,8 @@ def shrink(config: Path, data_root: Path) -> list[str]:
             value if isinstance(value, str) else json.dumps(value),
         ]
     sources = [{"layout": "hyperkvasir-unlabeled", "root": str(data_root), "options": {}}]
-    return [*overrides, "--data.sources", json.dumps(sources),
-            "--data.max_size", "48", "--data.batch_size", "4", "--data.num_workers", "0"]  # fmt: skip
+    data = ["--data.max_size", "48", "--data.batch_size", "4", "--data.num_workers", "0"]
+    return [*overrides, "--data.sources", json.dumps(sources), *data]
 
 
 PRETRAIN_CONFIGS = sorted(CONFIGS.glob("pretrain/*.yaml"))
