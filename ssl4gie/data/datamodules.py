@@ -419,8 +419,22 @@ class TaskDataModule(_LoaderModule):
                     "use split 'ssl4gie' or 'leak-aware'"
                 )
             return group_split(groups, self.val_groups, self.test_groups)
-        labels = getattr(self.dataset, "targets", None)
-        return grouped_split_indices(self.image_groups(), self.fractions, self.seed, labels=labels)
+        labels, groups = getattr(self.dataset, "targets", None), self.image_groups()
+        split = grouped_split_indices(groups, self.fractions, self.seed, labels=labels)
+        parts = {"train": split.train, "val": split.val, "test": split.test}
+        empty = [
+            name
+            for (name, part), fraction in zip(parts.items(), self.fractions, strict=True)
+            if fraction > 0 and len(part) == 0
+        ]
+        if empty:
+            warnings.warn(
+                f"the leak-aware split left {' and '.join(empty)} empty: {len(groups)} images in "
+                f"{len(set(groups.tolist()))} near-duplicate group(s); check them with 'ssl4gie "
+                "data duplicates', or use split 'groups' with named groups",
+                stacklevel=2,
+            )
+        return split
 
     def image_groups(self) -> np.ndarray:
         """Near-duplicate group of every image ([N] int64): scene descriptors (decoded with
