@@ -180,3 +180,16 @@ def pretrain_data(synthetic):
         trainer.fit(method, data)
 
     return run
+
+
+def test_every_pretraining_config_reads_aspect_true_frames():
+    """Shipped pretraining configs use the aspect-true input, never the 256 squash."""
+    from pathlib import Path
+
+    import yaml
+
+    configs = sorted((Path(__file__).parents[2] / "ssl4gie/configs/pretrain").glob("*.yaml"))
+    assert len(configs) >= 14
+    for config in configs:
+        data = yaml.safe_load(config.read_text())["data"]
+        assert data.get("max_size", 0) >= 448 and "size" not in data, config.name
