@@ -195,7 +195,8 @@ class _ClassFolders(_Reader):
         super().__init__(size)
         paths = build_index(folder, cache_dir).paths()
         _check_classes(folder, classes, {path.parent.name for path in paths})
-        self.images = [path for path in paths if path.parent.name in set(classes)]
+        wanted = set(classes)
+        self.images = [path for path in paths if path.parent.name in wanted]
         self.relabel(classes)
 
     def relabel(self, classes: Sequence[str]) -> None:
