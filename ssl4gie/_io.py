@@ -1,30 +1,85 @@
-"""Atomic writes: nothing is lost or half-written.
+"""Atomic writes, leftovers of killed runs, and the checks made before writing a lot.
 
 Everything ssl4gie writes that a later step reads (generated datasets, index caches, exported
-backbones) is first written under a temporary name beside its destination and renamed into
-place only when complete, so an interrupted run leaves either the old state or the new one.
+backbones) is first written under a temporary name beside its destination,
+``.<name>.tmp-<pid>-<random>``, and renamed into place only when complete, so an interrupted
+run leaves either the old state or the new one. An exception, Ctrl-C (SIGINT) or SIGTERM (the
+``ssl4gie`` command turns it into :class:`SystemExit`) removes the temporary copy; a SIGKILLed
+run cannot, so the next write to the same destination removes temporaries whose process is gone
+and says so in one warning.
+
+Commands that write a lot call :func:`check_free_space` with their estimate and
+:func:`check_writable` on the destination before they start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+
+from ssl4gie.errors import InputError
+
+_LEFTOVER = re.compile(r"\.tmp-(\d+)-")
+
+
+def _prefix(final: Path) -> str:
+    """Temporary names beside ``final``: ``.<name>.tmp-<pid>-`` (the pid tells live from dead)."""
+    return f".{final.name}.tmp-{os.getpid()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_leftovers(final: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries that killed runs left beside ``final``; return what was removed.
+
+    A temporary ``.<name>.tmp-<pid>-*`` is a leftover when process ``pid`` no longer runs, so
+    concurrent writers on one machine keep theirs. Each removal is one warning naming the path.
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    removed = []
+    for path in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+        match = _LEFTOVER.match(path.name[len(final.name) + 1 :])
+        if match and _process_alive(int(match.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+        warnings.warn(f"removed {path}, left by an interrupted run", stacklevel=3)
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary folder that is renamed to ``final`` when the block succeeds.
 
-    ``final`` must not exist, or be an empty folder (which is replaced). On error the
-    temporary folder is removed and ``final`` is left as it was.
+    ``final`` must not exist, or be an empty folder (which is replaced). On error, Ctrl-C or
+    SIGTERM the temporary folder is removed and ``final`` is left as it was; leftovers of
+    killed runs are removed first (:func:`remove_leftovers`).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    remove_leftovers(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(final), dir=final.parent))
     try:
         yield tmp
         if final.is_dir() and not any(final.iterdir()):
@@ -40,7 +95,8 @@ def atomic_file(final: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
     """Open a temporary file beside ``final`` for writing; rename it over ``final`` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    remove_leftovers(final)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(final), dir=final.parent)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
@@ -49,3 +105,54 @@ def atomic_file(final: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def existing_ancestor(path: str | os.PathLike) -> Path:
+    """``path`` itself if it exists, else its nearest existing parent folder."""
+    path = Path(path).expanduser().absolute()
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
+def check_writable(path: str | os.PathLike, what: str) -> Path:
+    """Raise :class:`InputError` unless files can be created at ``path`` (made or not yet).
+
+    Probes the nearest existing folder by creating and removing a temporary folder in it.
+    ``what`` names the thing for the message, e.g. ``"--root"``. Returns that folder.
+    """
+    ancestor = existing_ancestor(path)
+    if not ancestor.is_dir():
+        raise InputError(f"{what} {path} lies inside the file {ancestor}: choose a folder path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".ssl4gie-probe-", dir=ancestor))
+    except OSError as err:
+        raise InputError(
+            f"{what}: cannot write in {ancestor} ({err.strerror}); choose a writable folder"
+        ) from None
+    return ancestor
+
+
+def format_bytes(count: float) -> str:
+    """``1536`` -> ``'1.5 KiB'`` (binary units, as ``df -h``)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_free_space(dest: str | os.PathLike, needed_bytes: int, what: str) -> None:
+    """Raise :class:`InputError` when ``needed_bytes`` exceed the free space at ``dest``.
+
+    ``dest`` need not exist yet: the free space of its nearest existing folder counts (as
+    ``shutil.disk_usage``). ``what`` names the write for the message, e.g.
+    ``"data synth --n 1000000"``; the message gives both figures.
+
+    >>> check_free_space(".", 1, "one byte")
+    """
+    ancestor = existing_ancestor(dest)
+    free = shutil.disk_usage(ancestor).free
+    if needed_bytes > free:
+        raise InputError(
+            f"{what} would write about {format_bytes(needed_bytes)} but {ancestor} has "
+            f"{format_bytes(free)} free; write less or choose a destination with more space"
+        )

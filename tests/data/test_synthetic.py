@@ -366,7 +366,7 @@ def test_unwritable_root_is_an_input_error(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(layouts_module.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr("tempfile.mkdtemp", refuse)
     with pytest.raises(InputError, match=r"cannot write in .*Permission denied"):
         synthesize("kvasir-seg", tmp_path / "out", n=1, size=64, progress=False)
 
