@@ -13,7 +13,13 @@ from torch import Tensor
 
 from ssl4gie.errors import InputError
 
-__all__ = ["bank_query_split", "knn_accuracy", "linear_probe_accuracy"]
+__all__ = [
+    "bank_query_split",
+    "knn_accuracy",
+    "knn_predict",
+    "linear_probe_accuracy",
+    "linear_probe_predict",
+]
 
 
 def bank_query_split(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -48,11 +54,25 @@ def knn_accuracy(features: Tensor, labels: Tensor, k: int = 20, temperature: flo
         1.0
     """
     bank, bank_labels, queries, query_labels = bank_query_split(features.float(), labels)
-    bank, queries = F.normalize(bank, dim=1), F.normalize(queries, dim=1)
+    predicted = knn_predict(bank, bank_labels, queries, int(labels.max()) + 1, k, temperature)
+    return (predicted == query_labels).float().mean().item()
+
+
+def knn_predict(
+    bank: Tensor,
+    bank_labels: Tensor,
+    queries: Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+) -> Tensor:
+    """Weighted cosine kNN labels ``[Q]`` of ``queries`` ``[Q, D]`` from ``bank`` ``[N, D]``
+    with ``bank_labels`` ``[N]`` (the vote of :func:`knn_accuracy`)."""
+    bank, queries = F.normalize(bank.float(), dim=1), F.normalize(queries.float(), dim=1)
     similarity, neighbour = (queries @ bank.T).topk(min(k, bank.shape[0]), dim=1)  # [Q, k]
-    votes = torch.zeros(queries.shape[0], int(labels.max()) + 1, device=features.device)
+    votes = torch.zeros(queries.shape[0], num_classes, device=queries.device)
     votes.scatter_add_(1, bank_labels[neighbour], torch.exp(similarity / temperature))
-    return (votes.argmax(dim=1) == query_labels).float().mean().item()
+    return votes.argmax(dim=1)
 
 
 def linear_probe_accuracy(
@@ -71,17 +91,32 @@ def linear_probe_accuracy(
         1.0
     """
     bank, bank_labels, queries, query_labels = bank_query_split(features.float(), labels)
+    num_classes = int(labels.max()) + 1
+    predicted = linear_probe_predict(
+        bank, bank_labels, queries, num_classes, weight_decay, max_iter
+    )
+    return (predicted == query_labels).float().mean().item()
+
+
+def linear_probe_predict(
+    bank: Tensor,
+    bank_labels: Tensor,
+    queries: Tensor,
+    num_classes: int,
+    weight_decay: float = 1e-4,
+    max_iter: int = 100,
+) -> Tensor:
+    """Labels ``[Q]`` of ``queries`` ``[Q, D]`` by the logistic regression of
+    :func:`linear_probe_accuracy` fit on ``bank`` ``[N, D]`` and ``bank_labels`` ``[N]``."""
     with torch.inference_mode(False), torch.enable_grad():
-        bank, queries = bank.clone(), queries.clone()
+        bank, queries = bank.float().clone(), queries.float().clone()
         mean, std = bank.mean(dim=0), bank.std(dim=0, unbiased=False) + 1e-6
         bank, queries = (bank - mean) / std, (queries - mean) / std
-        num_classes = int(labels.max()) + 1
         classifier = _fit_logistic_regression(
             bank, bank_labels.clone(), num_classes, weight_decay, max_iter
         )
         with torch.no_grad():
-            predicted = classifier(queries).argmax(dim=1)
-    return (predicted == query_labels).float().mean().item()
+            return classifier(queries).argmax(dim=1)
 
 
 def _fit_logistic_regression(
