@@ -25,7 +25,7 @@ B = 4
 
 @pytest.fixture(autouse=True)
 def _seeded_one_thread():
-    """Fixed weights and views; one thread (tiny models: OpenMP hand-offs cost more than they save)."""
+    """Fixed weights and views; one thread (tiny models: OpenMP hand-offs cost more than help)."""
     threads = torch.get_num_threads()
     torch.manual_seed(0)
     torch.set_num_threads(1)

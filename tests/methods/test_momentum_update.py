@@ -43,7 +43,9 @@ def test_update_with_distinct_values_per_parameter():
         for param in online[0].parameters():
             param.add_(torch.randn_like(param))
     ema.update(0.75)
-    for old, new, target in zip(before, ema.encoder.parameters(), online[0].parameters()):
+    for old, new, target in zip(
+        before, ema.encoder.parameters(), online[0].parameters(), strict=True
+    ):
         assert torch.allclose(new, 0.75 * old + 0.25 * target)
 
 
