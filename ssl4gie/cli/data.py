@@ -47,29 +47,53 @@ def synth(args: argparse.Namespace) -> int:
 
 _LAYOUT_HELP = (
     "folder (any images), hyperkvasir-unlabeled, hyperkvasir-labeled, kvasir-seg, cvc-clinicdb, "
-    "c3vd, imagefolder, acdc or lung"
+    "c3vd, imagefolder, acdc, lung or video"
 )
 
 
 @_subcommand(
     "index",
-    "scan a folder of images once, cache the index and list the unreadable files",
+    "scan a folder of images and videos once, cache the index, list videos and unreadable files",
     _arg("root", help="folder to scan (recursively)"),
     _arg("--cache-dir", default=None, help="where the index goes (default ~/.cache/ssl4gie/index)"),
+    _arg("--fps", type=float, default=None, help="video frames sampled per second (default 1)"),
+    _arg("--every", type=int, default=None, help="sample every n-th video frame instead"),
+    _arg(
+        "--drop-near-duplicates",
+        action="store_true",
+        help="leave out video frames within 0.45 (scene descriptors) of the last one kept",
+    ),
     _arg("--quiet", action="store_true", help="no progress bar"),
 )
 def index(args: argparse.Namespace) -> int:
-    """Build (or refresh) the cached index of a folder and say what it found."""
+    """Build (or refresh) the cached indexes of a folder and say what they found."""
     from pathlib import Path
 
     from ssl4gie.data.index import build_index
+    from ssl4gie.data.video import build_video_index
 
     if not Path(args.root).is_dir():
         raise InputError(f"folder {args.root} does not exist; give the folder of images to index")
     found = build_index(args.root, args.cache_dir, progress=not args.quiet)
-    print(f"{len(found.files)} readable images under {found.root}; index at {found.cache_path}")
+    videos = build_video_index(
+        args.root, args.fps, args.every, args.drop_near_duplicates, cache_dir=args.cache_dir,
+        progress=not args.quiet,
+    )  # fmt: skip
+    if found.files or found.bad_files or not (videos.videos or videos.bad_videos):
+        print(f"{len(found.files)} readable images under {found.root}; index at {found.cache_path}")
     if found.bad_files:
         print(f"{len(found.bad_files)} unreadable files skipped; list at {found.bad_list_path}")
+    for video in videos.videos:
+        shape = f"{video.codec} {video.width}x{video.height}, {video.seconds:.1f} s"
+        print(f"{video.name}: {len(video.pts)} frames ({shape})")
+    if videos.videos:
+        print(
+            f"{videos.frames()} frames ({videos.sampling}) from {len(videos.videos)} video(s) "
+            f"under {videos.root}; index at {videos.cache_path}"
+        )
+    if videos.bad_videos:
+        bad = len(videos.bad_videos)
+        print(f"{bad} unreadable video(s) skipped; list at {videos.bad_list_path}")
     return 0
 
 

@@ -36,6 +36,7 @@ from ssl4gie.data.near_duplicates import (
     scene_descriptors,
 )
 from ssl4gie.data.nifti import NiftiSlices
+from ssl4gie.data.streaming import open_streaming, pretrain_stream, streaming_loader
 from ssl4gie.data.splits import (
     Split,
     group_split,
@@ -43,6 +44,7 @@ from ssl4gie.data.splits import (
     label_fraction_indices,
     random_split_indices,
 )
+from ssl4gie.data.video import VideoFrames
 from ssl4gie.errors import InputError, check_choice
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ LAYOUTS = {
     "acdc": functools.partial(NiftiSlices, layout="acdc"),
     "lung": functools.partial(NiftiSlices, layout="lung"),
     "seg-folder": ds.SegFolder,
+    "video": VideoFrames,
+    "streaming": open_streaming,
 }
 SplitName = Literal["ssl4gie", "leak-aware", "groups"]
 
@@ -80,6 +84,8 @@ class Source:
 def check_source(source: Source) -> Source:
     """Fail early, with one line, on an unknown layout or a root that does not exist."""
     check_choice("dataset layout", source.layout, LAYOUTS)
+    if source.layout == "streaming":
+        return pretrain_stream.check(source)
     if not Path(source.root).expanduser().exists():
         raise InputError(
             f"data root {source.root} does not exist; give the folder of the {source.layout} "
@@ -268,6 +274,8 @@ class PretrainDataModule(_LoaderModule):
         self.probe_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and self.sources[0].layout == "streaming":
+            self.train_set = pretrain_stream(self.sources, self.size, self.max_size, self.decode_on_device)
         if self.train_set is None:
             parts = [open_dataset(source, self.size) for source in self.sources]
             if self.decode_on_device:
@@ -283,6 +291,9 @@ class PretrainDataModule(_LoaderModule):
             keys = ("jpeg", "index")
         else:
             keys = ("image", "index") if self.max_size is None else ("image", "region", "index")
+        if self.sources[0].layout == "streaming":
+            collate = functools.partial(collate_samples, keys=keys)
+            return streaming_loader(self.train_set, self.batch_size, self.num_workers, collate)
         return self._loader(self.train_set, train=True, keys=keys)
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):

@@ -84,8 +84,9 @@ def check_image(path: str | os.PathLike) -> str:
     return ""
 
 
-def _scan(root: Path) -> Iterator[tuple[str, int, int]]:
-    """Yield ``(relative path, size, mtime_ns)`` of every candidate image file under ``root``."""
+def _scan(root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> Iterator[tuple[str, int, int]]:
+    """Yield ``(relative path, size, mtime_ns)`` of every file under ``root`` whose suffix (any
+    case) is one of ``suffixes``."""
     pending = [root]
     while pending:
         folder = pending.pop()
@@ -95,7 +96,7 @@ def _scan(root: Path) -> Iterator[tuple[str, int, int]]:
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     pending.append(Path(entry.path))
-                elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
+                elif Path(entry.name).suffix.lower() in suffixes and entry.is_file():
                     stat = entry.stat()
                     relative = Path(entry.path).relative_to(root).as_posix()
                     yield relative, stat.st_size, stat.st_mtime_ns
