@@ -77,10 +77,15 @@ class WeightsCard:
         revision: the pinned 40-hex commit of ``hub_id`` (None: its ``main`` branch).
         url: an upstream release file, downloaded once and converted with ``format``.
         format: the converter format of ``url`` or of the manual download.
+        filename: the release's file name, for a manual download (e.g. ``"dinov2.pth"``).
         license: the licence id as the Hub spells it (``"cc-by-nc-4.0"``, ``"unknown"``).
+        access: a condition on getting the weights beyond the licence (a gate, a data-use
+            agreement); such weights are converted in the user's cache and never re-published
+            (:func:`publish_refusal`).
         paper: the paper's URL.
         origin_url: the page that releases the weights.
-        sha256: of the file at ``url`` (or of the Hub's ``model.safetensors``); checked.
+        sha256: of the file at ``url`` or of the manual download (or of the Hub's
+            ``model.safetensors``); checked.
         hardware: what it was trained on, e.g. ``"8x A100, batch 4096"``.
         notes: anything else a user should know.
         results: downstream numbers where known, e.g. ``{"imagenet-1k linear top-1": 78.2}``.
@@ -112,11 +117,13 @@ class WeightsCard:
     revision: str | None = None  # 40-hex commit sha; None means the repo's main branch
     url: str | None = None  # direct download of an upstream release file
     format: str | None = None  # converter format of `url` or of the manual download
+    filename: str | None = None  # the release's file name, for a manual download
     # provenance
     license: str = ""  # SPDX-like id as the Hub spells it, e.g. "cc-by-nc-4.0"
+    access: str | None = None  # a gate or data-use agreement beyond the licence
     paper: str | None = None
     origin_url: str | None = None  # the page that releases the weights
-    sha256: str | None = None  # of the file at `url` (or the hub's model.safetensors)
+    sha256: str | None = None  # of the file at `url`, the manual download or model.safetensors
     hardware: str | None = None
     notes: str | None = None
     # results: downstream numbers where known, e.g. {"imagenet-1k linear top-1": 78.2}
@@ -182,3 +189,42 @@ def _problems(card: WeightsCard) -> list[str]:
     if card.available and not (card.hub_id or card.url or card.origin_url):
         problems.append("available weights need a hub_id, a url or an origin_url")
     return problems
+
+
+# Licences that let anyone share the weights and changed versions of them, with attribution (NC
+# ones non-commercially): https://creativecommons.org/licenses/ and https://opensource.org/licenses.
+# Anything else (ND, the DINOv3 licence, "unknown") needs the holder's permission to re-publish.
+SHAREABLE_LICENSES = frozenset(
+    {
+        "apache-2.0",
+        "bsd-3-clause",
+        "mit",
+        "cc-by-4.0",
+        "cc-by-sa-4.0",
+        "cc-by-nc-4.0",
+        "cc-by-nc-sa-4.0",
+    }
+)
+
+
+def publish_refusal(card: WeightsCard | None, own_weights: bool = False) -> str | None:
+    """Why weights described by ``card`` may not be published again, or None when they may.
+
+    Refused: an access condition (gate, data-use agreement), a licence outside
+    :data:`SHAREABLE_LICENSES` (no-derivatives, the DINOv3 licence, unknown) and weights without a
+    card. ``own_weights`` (the user's own pretraining, an ssl4gie Lightning checkpoint) may go
+    out under a card whose licence is still ``"unknown"``.
+
+    Examples:
+        >>> card = WeightsCard(name="resnet50-dino-colon", architecture="resnet50",
+        ...                    method="dino", data="colon", license="cc-by-nc-nd-4.0")
+        >>> publish_refusal(card)
+        "its licence 'cc-by-nc-nd-4.0' does not let anyone share the weights or derivatives"
+    """
+    if card is None:
+        return None if own_weights else "it has no card, so its licence is unknown"
+    if card.access:
+        return f"its access condition forbids it: {card.access}"
+    if card.license in SHAREABLE_LICENSES or (own_weights and card.license == "unknown"):
+        return None
+    return f"its licence {card.license!r} does not let anyone share the weights or derivatives"

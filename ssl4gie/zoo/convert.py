@@ -18,17 +18,36 @@ layouts follow the official loaders:
 * ``ssl4gie-*``: the SSL4GIE Hyperkvasir releases, in the layouts of their methods (MoCo v3 with
   or without the ``module.base_encoder.`` prefix, Barlow Twins' torchvision layout, MAE's).
 
+The endoscopy and surgery releases:
+
+* ``endovit``: MAE's layout (``{"model": ...}`` with ``decoder_*`` and ``mask_token``) plus the
+  training ``args`` as an ``argparse.Namespace`` (egeozsoy/EndoViT ``pytorch_model.bin``).
+* ``surgenet``: timm-native state dicts of DINOv1/v2/v3 ViTs (rlpddejong/SurgeNetDINO); only DINO
+  and iBOT head keys may be extra.
+* ``gastronet``: torchvision ResNet-50 without ``fc``, DINO ViT-S/16, and Meta's DINOv2 layout for
+  ``dinov2.pth`` (``register_tokens``, ``mask_token``), each maybe under ``student_backbone.``
+  (GastroNet-5M releases, Boers et al. 2024); timm's own DINOv2 filter converts the registers.
+* ``selfsupsurg``: VISSL checkpoints, ``{"classy_state_dict": {"base_model": {"model":
+  {"trunk": {"_feature_blocks.*"}, "heads": ...}}}}`` (facebookresearch/vissl
+  ``extra_scripts/convert_vissl_to_torchvision.py``; CAMMA-public/SelfSupSurg).
+* ``endofm``: DINO-style ``teacher``/``student`` with ``module.backbone.`` keys of a TimeSformer
+  ViT-B/16 (med-air/Endo-FM ``models/timesformer.py``); the spatial trunk has timm's ViT names,
+  and ``time_embed`` and the ``temporal_*`` layers of each block are dropped.
+
 timm's ResNets use torchvision's key names and timm's ViT uses the DeiT/MAE/DINO/MoCo v3 names,
-so after stripping no key is renamed. Only head, projector, decoder and other-network keys may
-be dropped (each conversion lists them); any other missing or unexpected key is an error.
+so after stripping no key is renamed. Only head, projector, decoder, other-network and temporal
+keys may be dropped (each conversion lists them); any other missing or unexpected key is an error.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import importlib
 import json
 import math
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +63,12 @@ class Format:
 
     name: str
     summary: str
-    entries: tuple[str, ...] = ()  # keys that may wrap the state dict, tried in order
+    entries: tuple[str, ...] = ()  # dotted paths that may wrap the state dict, tried in order
     others: tuple[str, ...] = ()  # key prefixes of other networks (momentum encoder, predictor)
     strip: tuple[str, ...] = ()  # prefixes removed in this order where present
     heads: tuple[str, ...] = ()  # prefixes, after stripping, of heads/projectors/decoders
+    parts: tuple[str, ...] = ()  # key parts, at any depth, of layers timm lacks (temporal ones)
+    timm_filter: bool = False  # then apply the architecture's timm checkpoint_filter_fn
 
 
 _MOCOV3 = Format(
@@ -65,6 +86,7 @@ _MAE = Format(
     entries=("model",),
     heads=("decoder_", "mask_token"),
 )
+_DINO_HEADS = ("head.", "dino_head.", "ibot_head.")
 FORMATS: dict[str, Format] = {
     fmt.name: fmt
     for fmt in (
@@ -98,6 +120,42 @@ FORMATS: dict[str, Format] = {
             heads=("fc.",),
         ),
         _TORCHVISION,
+        dataclasses.replace(
+            _MAE,
+            name="endovit",
+            summary="EndoViT MAE ViT-B/16 (egeozsoy/EndoViT pytorch_model.bin)",
+        ),
+        Format(
+            "surgenet",
+            "SurgeNetXL DINOv1/v2/v3 ViT, timm keys (rlpddejong/SurgeNetXL_DINOv1-v3)",
+            entries=("teacher",),
+            strip=("backbone.",),
+            heads=_DINO_HEADS,
+        ),
+        Format(
+            "gastronet",
+            "GastroNet-5M ResNet-50, ViT-S DINO or DINOv2 ViT-B/14 reg4 (manual download)",
+            entries=("teacher",),
+            strip=("student_backbone.", "module.", "backbone."),
+            heads=("fc.", *_DINO_HEADS),  # timm's DINOv2 filter removes mask_token
+            timm_filter=True,
+        ),
+        Format(
+            "selfsupsurg",
+            "SelfSupSurg VISSL ResNet-50 (CAMMA-public/SelfSupSurg model_final_checkpoint_*.torch)",
+            entries=("classy_state_dict.base_model.model",),
+            others=("heads.",),
+            strip=("trunk._feature_blocks.",),
+            heads=("fc.",),
+        ),
+        Format(
+            "endofm",
+            "Endo-FM spatial ViT-B/16 trunk of the teacher (med-air/Endo-FM endo_fm.pth)",
+            entries=("teacher",),
+            strip=("module.", "backbone."),
+            heads=("head.",),
+            parts=("time_embed", "temporal_"),
+        ),
     )
 }
 
@@ -129,27 +187,71 @@ class Converted:
     source_format: str = ""
 
 
-def read_checkpoint(path: str | Path) -> Any:
-    """Load a ``.pth``/``.ckpt``/``.safetensors`` file without running any code from it.
+# Classes a checkpoint's pickle may hold besides tensors and containers: EndoViT and DINO-style
+# trainers (Endo-FM) save their command-line args as an argparse.Namespace of plain values.
+SAFE_GLOBALS = (argparse.Namespace,)
+_IMPORTED = re.compile(r"GLOBAL ([\w.]+)")
 
-    ``torch.load(weights_only=True)`` accepts tensors and plain containers only; a file that
-    needs full unpickling (custom classes, code) is refused with :class:`InputError`.
+
+def read_checkpoint(path: str | Path) -> Any:
+    """Load a ``.pth``/``.ckpt``/``.bin``/``.safetensors`` file without running any code from it.
+
+    Pickles go through ``torch.load(weights_only=True)`` with only :data:`SAFE_GLOBALS` allowed:
+    its unpickler refuses any other import (a class, ``os.system``) when it meets it, before
+    anything from the file runs. Every failure is one :class:`InputError` line naming the file:
+    a pickle that needs full unpickling, a file that is not a checkpoint (text, random bytes,
+    truncated) and a corrupt ``.safetensors`` header.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
+        return _read_safetensors(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        imported = _IMPORTED.search(str(err))
+        if imported is None:
+            raise _not_a_checkpoint(path) from err
         raise InputError(
-            f"{path} needs full unpickling, which could run code from the file, so ssl4gie "
-            f"refuses it ({reason}); re-save only its tensors (torch.save(model.state_dict()))"
+            f"{path} needs full unpickling (its pickle imports {imported.group(1)}), which could "
+            "run code, so ssl4gie refused it before running anything; if you trust the file, "
+            "re-save only its tensors (torch.save(model.state_dict()))"
         ) from err
+    except (RuntimeError, EOFError, KeyError, ValueError) as err:
+        raise _not_a_checkpoint(path) from err
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except SafetensorError as err:
+        raise InputError(
+            f"{path} has a corrupt safetensors header or is truncated ({err}); "
+            "download or export the file again"
+        ) from err
+
+
+def _not_a_checkpoint(path: Path) -> InputError:
+    """The error for a file ``torch.load`` cannot read, saying what the file looks like."""
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    if not head:
+        looks = "it is empty"
+    elif head.startswith(b"PK"):
+        looks = "a damaged or truncated zip archive"
+    elif all(byte in b"\t\n\r" or 32 <= byte < 127 for byte in head):
+        looks = "it is a text file"
+    else:
+        looks = "unrecognised bytes"
+    return InputError(
+        f"{path} is not a checkpoint ({looks}): expected a file written by torch.save or a "
+        ".safetensors file; check the path, or download the file again if it was cut short"
+    )
 
 
 def _keys(checkpoint: dict) -> set[str]:
@@ -170,7 +272,9 @@ def detect_format(checkpoint: dict) -> str:
 
     rules = (
         ("lightning", "hyper_parameters" in checkpoint and "state_dict" in checkpoint),
+        ("selfsupsurg", "classy_state_dict" in checkpoint),
         ("mocov3", has("module.base_encoder.")),
+        ("endofm", any(".time_embed" in key or key.startswith("time_embed") for key in keys)),
         ("dino", "teacher" in checkpoint),
         ("barlowtwins", has("module.backbone.")),
         ("swav", has("module.prototypes")),
@@ -188,10 +292,26 @@ def detect_format(checkpoint: dict) -> str:
 
 
 def _unwrap(checkpoint: dict, entries: tuple[str, ...]) -> dict:
+    """The first of ``entries`` (dotted paths such as ``"classy_state_dict.base_model.model"``)
+    that holds a dict, flattened to dotted keys; else the whole checkpoint, flattened."""
     for entry in entries:
-        if isinstance(checkpoint.get(entry), dict):
-            return checkpoint[entry]
-    return checkpoint
+        found = checkpoint
+        for key in entry.split("."):
+            found = found.get(key) if isinstance(found, dict) else None
+        if isinstance(found, dict):
+            return _flatten(found)
+    return _flatten(checkpoint)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"trunk": {"conv1.weight": t}}`` -> ``{"trunk.conv1.weight": t}``."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _strip(key: str, prefixes: tuple[str, ...]) -> str:
@@ -205,7 +325,8 @@ def apply_format(checkpoint: dict, fmt: Format) -> tuple[dict[str, torch.Tensor]
     kept, dropped = {}, []
     for key, value in _unwrap(checkpoint, fmt.entries).items():
         new_key = _strip(key, fmt.strip)
-        if key.startswith(fmt.others) or new_key.startswith(fmt.heads):
+        temporal = any(part.startswith(fmt.parts) for part in new_key.split("."))
+        if key.startswith(fmt.others) or new_key.startswith(fmt.heads) or temporal:
             dropped.append(key)
         elif not isinstance(value, torch.Tensor):
             raise InputError(f"{fmt.name} checkpoint entry {key!r} is not a tensor")
@@ -233,13 +354,46 @@ def detect_architecture(state_dict: dict[str, torch.Tensor]) -> tuple[str, dict[
         width, _, patch, _ = state_dict["patch_embed.proj.weight"].shape
         depth = len({key.split(".")[1] for key in state_dict if key.startswith("blocks.")})
         if (width, depth, patch) in _VITS:
-            tokens = state_dict["pos_embed"].shape[1] - ("cls_token" in state_dict)
-            img_size = math.isqrt(tokens) * patch
+            img_size = _vit_img_size(state_dict)
             return _VITS[width, depth, patch], {} if img_size == 224 else {"img_size": img_size}
     raise InputError(
         "cannot tell the architecture of this state dict (known: timm resnet18-152 and "
         "ViT-Ti/S/B/L); give architecture='<timm name>'"
     )
+
+
+def _vit_img_size(state_dict: dict[str, torch.Tensor]) -> int:
+    """The square input size a ViT's ``pos_embed`` ``[1, (cls) + N, D]`` was trained at."""
+    tokens = state_dict["pos_embed"].shape[1] - ("cls_token" in state_dict)
+    return math.isqrt(tokens) * state_dict["patch_embed.proj.weight"].shape[-1]
+
+
+def timm_filter(
+    state_dict: dict[str, torch.Tensor], architecture: str, model_args: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``(state_dict through timm's filter, keys it removed)``: the ``checkpoint_filter_fn`` of
+    ``architecture``'s timm module, if it has one, i.e. what timm applies to upstream weights
+    (Meta's DINOv2 layout: ``register_tokens`` -> ``reg_token``, the class token's position
+    folded into ``cls_token``, ``mask_token`` removed). A key whose tensor lives on under
+    another name counts as renamed, not removed.
+
+    The model the filter inspects is built on the meta device: no memory, no initialisation.
+    """
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(architecture, num_classes=0, **model_args)
+    filter_fn = getattr(
+        importlib.import_module(type(model).__module__), "checkpoint_filter_fn", None
+    )
+    if filter_fn is None:
+        return state_dict, []
+    filtered = filter_fn(dict(state_dict), model)
+    kept = {id(value) for value in filtered.values()}
+    removed = [
+        key for key, value in state_dict.items() if key not in filtered and id(value) not in kept
+    ]
+    return filtered, removed
 
 
 def convert_checkpoint(
@@ -255,6 +409,11 @@ def convert_checkpoint(
         architecture, model_args = detect_architecture(state_dict)
     else:
         model_args = {}
+    if FORMATS[fmt].timm_filter:
+        if "pos_embed" in state_dict and "patch_embed.proj.weight" in state_dict:
+            model_args.setdefault("img_size", _vit_img_size(state_dict))  # else timm resamples
+        state_dict, removed = timm_filter(state_dict, architecture, model_args)
+        dropped += removed
     return Converted(state_dict, architecture, model_args, dropped, fmt)
 
 
