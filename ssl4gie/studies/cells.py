@@ -58,7 +58,12 @@ class Cell:
 
 
 def expand(config: StudyConfig) -> list[Cell]:
-    """Every cell, tasks outermost and seeds innermost (a killed study resumes in order)."""
+    """Every cell, tasks outermost and seeds innermost (a killed study resumes in order); a
+    study with its own cells (:attr:`Study.cells <ssl4gie.studies.Study>`) gives those."""
+    from ssl4gie.studies.reports import STUDIES
+
+    if config.study in STUDIES and STUDIES[config.study].cells is not None:
+        return STUDIES[config.study].cells(config)
     fractions = [None if f in (None, 1, 1.0) else float(f) for f in config.label_fractions]
     return [
         Cell(task, backbone, mode, fraction, seed)

@@ -110,6 +110,7 @@ class StudyConfig:
         cka: linear CKA per block between the backbone before and after fine-tuning.
         baseline: the backbone entry the convergence speed-up is measured against.
         keep_checkpoints: keep each cell's best checkpoint (default: deleted when done).
+        top_k: encoders study: fine-tune the k best encoders by probe per task (None: all).
     """
 
     study: str
@@ -124,6 +125,7 @@ class StudyConfig:
     cka: bool = False
     baseline: str | None = None
     keep_checkpoints: bool = False
+    top_k: int | None = None
 
     @property
     def out_dir(self) -> Path:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssl4gie.studies import encoders
 from ssl4gie.studies.config import StudyConfig
 from ssl4gie.studies.report import (
     Results,
@@ -35,10 +36,13 @@ class Study:
     render: Callable[[Results, Path], list[str]]
     requirement: Callable[[StudyConfig], bool] = lambda config: True
     problem: str = ""
+    problems: Callable[[StudyConfig], list[str]] | None = None  # further checks
+    cells: Callable[[StudyConfig], list] | None = None  # its own cells (None: the grid)
 
     def requirements(self, config: StudyConfig) -> list[str]:
         """What ``config`` lacks for this study (empty: nothing)."""
-        return [] if self.requirement(config) else [self.problem]
+        further = self.problems(config) if self.problems else []
+        return ([] if self.requirement(config) else [self.problem]) + further
 
 
 def _fractions(config: StudyConfig) -> list[float | None]:
@@ -322,6 +326,12 @@ STUDIES: dict[str, Study] = {
         robustness,
         lambda c: bool(c.shifts) or c.cka,
         "wild-vs-self needs shifts and/or cka: true",
+    ),
+    "encoders": Study(
+        encoders.PAPER,
+        encoders.render_encoders,
+        problems=encoders.encoder_problems,
+        cells=encoders.encoder_cells,
     ),
 }
 """Study name -> :class:`Study`: the name of ``ssl4gie study <name>`` and of a config's

@@ -11,6 +11,7 @@ from ssl4gie._io import atomic_file
 from ssl4gie.errors import InputError
 from ssl4gie.studies.cells import RESULT, Cell, compared_metric, expand, run_cell
 from ssl4gie.studies.config import StudyConfig
+from ssl4gie.studies.encoders import PROBE, run_probe_cell
 from ssl4gie.studies.pretraining import backbone_source
 from ssl4gie.studies.report import collect, write_report
 
@@ -43,10 +44,19 @@ def parse_shard(shard: str) -> tuple[int, int]:
 
 def run_study(config: StudyConfig, shard: str = "0/1", echo=print) -> StudyOutcome:
     """Run every unfinished cell of this shard (cell ``k`` belongs to shard ``k mod n``), then
-    render the report from all finished cells. ``echo`` gets one line per cell."""
+    render the report from all finished cells. ``echo`` gets one line per cell. A study whose
+    cells depend on finished ones (encoders: fine-tuning after the probes) grows its list; it
+    runs until the list stops growing."""
     index, count = parse_shard(shard)
-    cells = expand(config)[index::count]
-    outcome = StudyOutcome()
+    outcome, seen = StudyOutcome(), set()
+    while cells := [cell for cell in expand(config)[index::count] if cell.id not in seen]:
+        seen.update(cell.id for cell in cells)
+        _run_cells(cells, config, outcome, echo)
+    outcome.report = render_report(config)
+    return outcome
+
+
+def _run_cells(cells: list[Cell], config: StudyConfig, outcome: StudyOutcome, echo) -> None:
     for number, cell in enumerate(cells, 1):
         cell_dir = config.out_dir / "cells" / cell.id
         if (cell_dir / RESULT).is_file():
@@ -63,8 +73,6 @@ def run_study(config: StudyConfig, shard: str = "0/1", echo=print) -> StudyOutco
         else:
             outcome.failed[cell.id] = failure
             echo(f"{where} failed: {failure} (see {cell_dir / ERROR})")
-    outcome.report = render_report(config)
-    return outcome
 
 
 def _run_one(cell: Cell, config: StudyConfig, cell_dir: Path) -> tuple[dict | None, str | None]:
@@ -72,7 +80,8 @@ def _run_one(cell: Cell, config: StudyConfig, cell_dir: Path) -> tuple[dict | No
     traceback written to ``error.txt``."""
     try:
         source = backbone_source(config, cell.backbone, cell.task)
-        return run_cell(cell, config, source, cell_dir), None
+        run = run_probe_cell if cell.mode == PROBE else run_cell
+        return run(cell, config, source, cell_dir), None
     except Exception as err:  # one failed cell must not lose the others
         cell_dir.mkdir(parents=True, exist_ok=True)
         with atomic_file(cell_dir / ERROR) as handle:
