@@ -40,7 +40,8 @@ def check_config(config: StudyConfig) -> list[str]:
 
 
 def _backbone_name_problem(name: str) -> str | None:
-    from ssl4gie.backbones import check_timm_name, is_weights_source
+    from ssl4gie._timm import check_timm_name
+    from ssl4gie.backbones import is_weights_source
 
     if is_weights_source(name):
         return None

@@ -22,6 +22,7 @@ from typing import Any
 from torch import nn
 
 from ssl4gie._io import atomic_dir
+from ssl4gie._timm import create_timm_backbone
 from ssl4gie.errors import InputError
 from ssl4gie.zoo.cards import WeightsCard, parse_name
 from ssl4gie.zoo.convert import Converted, convert_file, summarize_dropped
@@ -39,9 +40,7 @@ def build_backbone(converted: Converted) -> nn.Module:
     Raises :class:`InputError` naming missing or unexpected keys: after conversion every key
     must belong to the encoder.
     """
-    from ssl4gie.backbones import create_backbone
-
-    model = create_backbone(converted.architecture, **converted.model_args)
+    model = create_timm_backbone(converted.architecture, **converted.model_args)
     result = model.load_state_dict(converted.state_dict, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise InputError(

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from ssl4gie.backbones import vit_defaults
+from ssl4gie._timm import vit_defaults
 from ssl4gie.errors import InputError, did_you_mean
 from ssl4gie.zoo import hub
 from ssl4gie.zoo.cards import WeightsCard
