@@ -84,14 +84,34 @@ _EXPORT_OPTIONS = (
 def _export(source: str, args: argparse.Namespace, checkpoint_format: str | None) -> int:
     from ssl4gie.zoo.convert import convert_file, summarize_dropped
     from ssl4gie.zoo.export import export_backbone
+    from ssl4gie.zoo.registry import backbone_card, is_zoo_name
 
-    converted = convert_file(source, checkpoint_format, args.architecture)
+    card = backbone_card(args.name) if args.name and is_zoo_name(args.name) else None
+    if card is not None and card.source_kind == "manual" and card.sha256:
+        _check_release_file(source, card)
+    architecture = args.architecture or (card.architecture if card else None)
+    converted = convert_file(source, checkpoint_format, architecture)
+    if card is not None and not args.architecture:
+        converted.model_args = {**converted.model_args, **card.model_args}
     out_dir = export_backbone(converted, args.out_dir, name=args.name)
     print(
         f"wrote {converted.architecture} weights ({converted.source_format}) to {out_dir}; "
         f"left out: {summarize_dropped(converted.dropped)}"
     )
     return 0
+
+
+def _check_release_file(source: str, card) -> None:
+    """The manual download must be the file the card pins (sha256), before anything is read."""
+    from pathlib import Path
+
+    from ssl4gie.zoo.hub import sha256_of
+
+    if Path(source).is_file() and (found := sha256_of(source)) != card.sha256:
+        raise InputError(
+            f"{source} has sha256 {found}, but {card.name!r} pins {card.sha256} "
+            f"({card.filename or 'the release file'}); download it again from {card.origin_url}"
+        )
 
 
 @_subcommand(
@@ -108,12 +128,13 @@ def export(args: argparse.Namespace) -> int:
 
 @_subcommand(
     "convert",
-    "convert a released checkpoint (SSL4GIE, MoCo v3, Barlow Twins, MAE, DINO, ...) to a folder",
+    "convert a released checkpoint (SSL4GIE, MoCo v3, MAE, DINO, EndoViT, GastroNet, ...) to a "
+    "folder; --name with a zoo name takes its card (architecture, preprocessing, licence)",
     _arg(
         "--format",
         required=True,
         help="ssl4gie-mocov3, ssl4gie-barlow, ssl4gie-mae, mocov3, barlowtwins, mae, dino, "
-        "swav or torchvision",
+        "swav, torchvision, endovit, surgenet, gastronet, selfsupsurg or endofm",
     ),
     _arg("source", help="the released checkpoint file"),
     *_EXPORT_OPTIONS,
@@ -134,9 +155,17 @@ def convert(args: argparse.Namespace) -> int:
     _arg("--private", action="store_true", help="create the repo private"),
     _arg("--revision", default=None, help="branch to commit to (created if missing)"),
     _arg("--dry-run", action="store_true", help="list the files that would be sent; send none"),
+    _arg(
+        "--i-have-permission",
+        dest="permission",
+        default=None,
+        metavar="REASON",
+        help="publish weights whose licence forbids sharing them (no-derivatives, data-use "
+        "agreement, unknown): who allowed it and how; recorded in the model card",
+    ),
 )
 def publish(args: argparse.Namespace) -> int:
-    """Publish (or with --dry-run list) the folder's files."""
+    """Publish (or with --dry-run list) the folder's files; refuse unshareable weights."""
     from ssl4gie.zoo.hub import publish as publish_folder
 
     result = publish_folder(
@@ -145,6 +174,7 @@ def publish(args: argparse.Namespace) -> int:
         private=args.private,
         revision=args.revision,
         dry_run=args.dry_run,
+        permission=args.permission,
     )
     if not args.dry_run:
         print(result)

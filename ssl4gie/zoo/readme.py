@@ -23,7 +23,7 @@ def zoo_rows(names: list[str] | None = None) -> list[tuple[str, ...]]:
     for name in builtin_names() if names is None else names:
         card = backbone_card(name)
         available = "yes" if card.available else "no"
-        source = _SOURCES.get(card.source_kind, "-")
+        source = _SOURCES.get(card.source_kind, "-") + (", gated" if card.access else "")
         rows.append(
             (name, card.architecture, card.method, card.data, card.license, available, source)
         )
