@@ -58,6 +58,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "RECIPES",
+    "ColourRecipe",
     "MaskedViewCrop",
     "MultiCrop",
     "TwoViews",
@@ -77,6 +78,20 @@ class ViewRecipe(nn.Module):
     ``forward`` returns, group after group, ``copies`` views of the whole batch each (all copies
     of a group are drawn in one batched pass); with ``fov`` and ``SCENE_MASKS``, then the scene
     mask of every view in the same order.
+
+    Each parameter is declared once, where it first applies: here those of every recipe; in
+    :class:`ColourRecipe` the colour ones of the joint-embedding recipes; in a recipe its sizes,
+    scales and per-view probabilities. A recipe passes ``**kwargs`` on to its base, whose
+    parameters LightningCLI (jsonargparse) then reads, with their types, as the recipe's own.
+
+    Args:
+        crop_ratio: aspect ratio range of the random resized crop (torchvision's default).
+        flip_p: horizontal flip probability (every official pipeline: 0.5).
+        interpolation: crop resampling, ``"bicubic"`` (BYOL, Barlow Twins, DINO, MAE) or
+            ``"bilinear"`` (MoCo v3, SwAV, SimMIM).
+        mean, std: normalisation (ImageNet's, as every pipeline above).
+        fov: crop inside each frame's field of view and blank the rest (see the module).
+        fov_threshold: brightness below which a pixel is outside the field of view.
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -85,16 +100,20 @@ class ViewRecipe(nn.Module):
 
     def __init__(
         self,
-        groups: list[tuple[ViewParams, int]],
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
-        fov: bool,
-        fov_threshold: float,
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        flip_p: float = 0.5,
+        interpolation: Interpolation = "bicubic",
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        fov: bool = False,
+        fov_threshold: float = 0.1,
     ) -> None:
         super().__init__()
         if min(std) <= 0:
             raise InputError(f"std must be positive, got {std}")
-        self.groups = groups
+        self.shared = ViewParams(crop_ratio=crop_ratio, flip_p=flip_p, interpolation=interpolation)
+        """The parameters every view of the recipe shares (size and scale are set per view)."""
+        self.groups: list[tuple[ViewParams, int]] = []
         self.fov = fov
         self.fov_threshold = fov_threshold
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -178,15 +197,44 @@ def _one_each(
     ]
 
 
+class ColourRecipe(ViewRecipe):
+    """Base of the joint-embedding recipes (:class:`TwoViews`, :class:`MultiCrop`): adds the
+    colour parameters, whose defaults are BYOL's and DINO's (the same values: Grill et al. 2020,
+    arXiv:2006.07733, Table 6; facebookresearch/dino ``DataAugmentationDINO``).
+
+    Args:
+        jitter: colour jitter strengths (brightness, contrast, saturation, hue).
+        jitter_p: colour jitter probability.
+        grayscale_p: grayscale probability.
+        blur_sigma: Gaussian blur sigma range, in output pixels.
+        kwargs: the parameters of :class:`ViewRecipe`.
+    """
+
+    def __init__(
+        self,
+        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
+        jitter_p: float = 0.8,
+        grayscale_p: float = 0.2,
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.shared = replace(
+            self.shared, jitter=jitter, jitter_p=jitter_p, grayscale_p=grayscale_p,
+            blur_sigma=blur_sigma,
+        )  # fmt: skip
+
+
 _BYOL = {"interpolation": "bicubic"}
 
 
-class TwoViews(ViewRecipe):
+class TwoViews(ColourRecipe):
     """Two asymmetric views for MoCo v3, BYOL, Barlow Twins and SimCLR.
 
     Defaults are BYOL's (Grill et al. 2020, arXiv:2006.07733, Table 6): crop scale (0.08, 1),
     flip 0.5, colour jitter (0.4, 0.4, 0.2, 0.1) with p 0.8, grayscale 0.2, blur sigma
-    (0.1, 2.0) with p (1.0, 0.1), solarise p (0.0, 0.2), bicubic resizing. Presets:
+    (0.1, 2.0) with p (1.0, 0.1), solarise p (0.0, 0.2), bicubic resizing (the colour defaults
+    are :class:`ColourRecipe`'s, the others :class:`ViewRecipe`'s). Presets:
 
     - ``byol``, ``barlow_twins``: the defaults (facebookresearch/barlowtwins ``main.py``
       ``Transform``: same values, bicubic).
@@ -195,6 +243,13 @@ class TwoViews(ViewRecipe):
       ``crop_scale=(0.2, 1.0)``).
     - ``simclr``: Chen et al. 2020 (arXiv:2002.05709, appendix A): jitter strength 1.0 ->
       (0.8, 0.8, 0.8, 0.2) with p 0.8, grayscale 0.2, blur p 0.5 on both views, no solarise.
+
+    Args:
+        size: output side of both views in pixels.
+        crop_scale: area range of the random resized crop, relative to the image.
+        blur_p: Gaussian blur probability of the first and second view.
+        solarize_p: solarisation probability of the first and second view.
+        kwargs: the parameters of :class:`ColourRecipe` and :class:`ViewRecipe`.
 
     Example:
         >>> views = TwoViews.mocov3(size=32)(torch.rand(4, 3, 48, 48))
@@ -218,25 +273,13 @@ class TwoViews(ViewRecipe):
         self,
         size: int = 224,
         crop_scale: tuple[float, float] = (0.08, 1.0),
-        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-        flip_p: float = 0.5,
-        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
-        jitter_p: float = 0.8,
-        grayscale_p: float = 0.2,
         blur_p: tuple[float, float] = (1.0, 0.1),
-        blur_sigma: tuple[float, float] = (0.1, 2.0),
         solarize_p: tuple[float, float] = (0.0, 0.2),
-        interpolation: Interpolation = "bicubic",
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
-        fov: bool = False,
-        fov_threshold: float = 0.1,
+        **kwargs: Any,
     ) -> None:
-        shared = ViewParams(
-            size, crop_scale, crop_ratio, flip_p, jitter, jitter_p, grayscale_p,
-            blur_sigma=blur_sigma, interpolation=interpolation,
-        )  # fmt: skip
-        super().__init__(_one_each(shared, blur_p, solarize_p), mean, std, fov, fov_threshold)
+        super().__init__(**kwargs)
+        view = replace(self.shared, size=size, crop_scale=crop_scale)
+        self.groups = _one_each(view, blur_p, solarize_p)
 
     @classmethod
     def byol(cls, **overrides: Any) -> TwoViews:
@@ -259,7 +302,7 @@ class TwoViews(ViewRecipe):
         return cls.preset("simclr", **overrides)
 
 
-class MultiCrop(ViewRecipe):
+class MultiCrop(ColourRecipe):
     """Two global crops then ``num_local`` local crops, for DINO and SwAV.
 
     Returns ``[global1, global2, local1, ..., localN]``. Defaults are DINO's (Caron et al. 2021,
@@ -272,6 +315,14 @@ class MultiCrop(ViewRecipe):
     ``multicropdataset.py`` and its README's 2x224 + 6x96 run): scales (0.14, 1) and
     (0.05, 0.14), 6 local crops, jitter (0.8, 0.8, 0.8, 0.2) p 0.8, grayscale 0.2, blur p 0.5
     on every crop, no solarise, bilinear.
+
+    Args:
+        global_size, local_size: output side of the global and of the local crops in pixels.
+        num_local: the number of local crops (0: the two global crops only).
+        global_scale, local_scale: area ranges of the global and local crops.
+        global_blur_p, global_solarize_p: blur and solarise probabilities of the two globals.
+        local_blur_p: blur probability of every local crop (locals are never solarised).
+        kwargs: the parameters of :class:`ColourRecipe` and :class:`ViewRecipe`.
 
     Examples:
         >>> recipe = MultiCrop.dino(global_size=64, local_size=32, num_local=2)
@@ -300,20 +351,10 @@ class MultiCrop(ViewRecipe):
         num_local: int = 8,
         global_scale: tuple[float, float] = (0.4, 1.0),
         local_scale: tuple[float, float] = (0.05, 0.4),
-        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-        flip_p: float = 0.5,
-        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
-        jitter_p: float = 0.8,
-        grayscale_p: float = 0.2,
         global_blur_p: tuple[float, float] = (1.0, 0.1),
         global_solarize_p: tuple[float, float] = (0.0, 0.2),
         local_blur_p: float = 0.5,
-        blur_sigma: tuple[float, float] = (0.1, 2.0),
-        interpolation: Interpolation = "bicubic",
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
-        fov: bool = False,
-        fov_threshold: float = 0.1,
+        **kwargs: Any,
     ) -> None:
         if local_size > global_size:
             raise InputError(
@@ -322,14 +363,11 @@ class MultiCrop(ViewRecipe):
             )
         if num_local < 0:
             raise InputError(f"num_local must be >= 0, got {num_local}")
-        shared = ViewParams(
-            global_size, global_scale, crop_ratio, flip_p, jitter, jitter_p, grayscale_p,
-            blur_sigma=blur_sigma, interpolation=interpolation,
-        )  # fmt: skip
-        groups = _one_each(shared, global_blur_p, global_solarize_p)
-        local = replace(shared, size=local_size, crop_scale=local_scale, blur_p=local_blur_p)
-        groups += [(local, num_local)] if num_local else []
-        super().__init__(groups, mean, std, fov, fov_threshold)
+        super().__init__(**kwargs)
+        view = replace(self.shared, size=global_size, crop_scale=global_scale)
+        local = replace(self.shared, size=local_size, crop_scale=local_scale, blur_p=local_blur_p)
+        self.groups = _one_each(view, global_blur_p, global_solarize_p)
+        self.groups += [(local, num_local)] if num_local else []
 
     @classmethod
     def dino(cls, **overrides: Any) -> MultiCrop:
@@ -351,6 +389,11 @@ class MaskedViewCrop(ViewRecipe):
     (0.67, 1), ratio (3/4, 4/3), bilinear. Returns a one-element list; with ``fov=True``, the
     view and its scene mask, whose outside the MAE and SimMIM losses skip.
 
+    Args:
+        size: output side of the view in pixels.
+        crop_scale: area range of the random resized crop, relative to the image.
+        kwargs: the parameters of :class:`ViewRecipe`.
+
     Examples:
         >>> [tuple(view.shape) for view in MaskedViewCrop.mae(size=32)(torch.rand(4, 3, 48, 48))]
         [(4, 3, 32, 32)]
@@ -366,19 +409,10 @@ class MaskedViewCrop(ViewRecipe):
     }
 
     def __init__(
-        self,
-        size: int = 224,
-        crop_scale: tuple[float, float] = (0.2, 1.0),
-        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-        flip_p: float = 0.5,
-        interpolation: Interpolation = "bicubic",
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
-        fov: bool = False,
-        fov_threshold: float = 0.1,
+        self, size: int = 224, crop_scale: tuple[float, float] = (0.2, 1.0), **kwargs: Any
     ) -> None:
-        params = ViewParams(size, crop_scale, crop_ratio, flip_p, interpolation=interpolation)
-        super().__init__([(params, 1)], mean, std, fov, fov_threshold)
+        super().__init__(**kwargs)
+        self.groups = [(replace(self.shared, size=size, crop_scale=crop_scale), 1)]
 
     @classmethod
     def mae(cls, **overrides: Any) -> MaskedViewCrop:
