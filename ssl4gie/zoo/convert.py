@@ -191,6 +191,7 @@ class Converted:
 # trainers (Endo-FM) save their command-line args as an argparse.Namespace of plain values.
 SAFE_GLOBALS = (argparse.Namespace,)
 _IMPORTED = re.compile(r"GLOBAL ([\w.]+)")
+_TENSOR_MODULES = ("torch.", "collections.OrderedDict")  # what a pickle of tensors imports
 
 
 def read_checkpoint(path: str | Path) -> Any:
@@ -212,15 +213,37 @@ def read_checkpoint(path: str | Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         imported = _IMPORTED.search(str(err))
-        if imported is None:
-            raise _not_a_checkpoint(path) from err
-        raise InputError(
-            f"{path} needs full unpickling (its pickle imports {imported.group(1)}), which could "
-            "run code, so ssl4gie refused it before running anything; if you trust the file, "
-            "re-save only its tensors (torch.save(model.state_dict()))"
-        ) from err
+        raise (_refused(path, imported.group(1)) if imported else _not_a_checkpoint(path)) from err
     except (RuntimeError, EOFError, KeyError, ValueError) as err:
         raise _not_a_checkpoint(path) from err
+
+
+def _refused(path: Path, imported: str) -> InputError:
+    return InputError(
+        f"{path} needs full unpickling (its pickle imports {imported}), which could run code, "
+        "so ssl4gie refused it before running anything; if you trust the file, re-save only "
+        "its tensors (torch.save(model.state_dict()))"
+    )
+
+
+def _pickle_imports(path: Path) -> list[str]:
+    """The ``module.name`` globals a bare pickle imports, read with :mod:`pickletools` (which
+    only decodes opcodes: nothing is run). Stops quietly where the bytes stop being a pickle."""
+    import pickletools
+
+    imports, strings = [], []
+    with path.open("rb") as handle:
+        try:
+            for opcode, arg, _ in pickletools.genops(handle):
+                if opcode.name in ("GLOBAL", "INST"):
+                    imports.append(arg.replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    imports.append(".".join(strings[-2:]))
+                elif isinstance(arg, str):
+                    strings.append(arg)
+        except (ValueError, EOFError):
+            pass
+    return imports
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -237,15 +260,21 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _not_a_checkpoint(path: Path) -> InputError:
-    """The error for a file ``torch.load`` cannot read, saying what the file looks like."""
+    """The error for a file ``torch.load`` cannot read, saying what the file looks like (a bare
+    pickle that imports more than torch's rebuild functions is refused as code)."""
     with path.open("rb") as handle:
         head = handle.read(512)
+    code = [name for name in _pickle_imports(path) if not name.startswith(_TENSOR_MODULES)]
+    if code:
+        return _refused(path, code[0])
     if not head:
         looks = "it is empty"
     elif head.startswith(b"PK"):
         looks = "a damaged or truncated zip archive"
     elif all(byte in b"\t\n\r" or 32 <= byte < 127 for byte in head):
         looks = "it is a text file"
+    elif head.startswith(b"\x80"):
+        looks = "a pickle, but not one written by torch.save"
     else:
         looks = "unrecognised bytes"
     return InputError(
