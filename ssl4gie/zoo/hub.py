@@ -12,11 +12,15 @@ cache, ``HF_ENDPOINT`` a mirror, ``HF_HUB_OFFLINE=1`` forbids the network.
   for ~23 s).
 * Only ``model.safetensors`` and ``config.json`` are fetched from the Hub: nothing downloaded
   is ever unpickled.
+* :func:`publish` refuses weights whose card forbids sharing them (a no-derivatives or unknown
+  licence, a data-use agreement: :func:`ssl4gie.zoo.cards.publish_refusal`) unless the user
+  states a permission, which the published model card then records.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import threading
@@ -187,16 +191,47 @@ def download_url(url: str, destination: Path, sha256: str | None = None) -> Path
     return destination
 
 
-def commit_operations(folder: str | os.PathLike) -> list:
-    """The ``CommitOperationAdd`` list that publishing ``folder`` sends: every file, sorted."""
+def commit_operations(folder: str | os.PathLike, permission: str | None = None) -> list:
+    """The ``CommitOperationAdd`` list that publishing ``folder`` sends: every file, sorted.
+
+    With ``permission``, the ``README.md`` sent ends with a section recording it (the folder's
+    own file is left as it is).
+    """
     from huggingface_hub import CommitOperationAdd
 
     folder = Path(folder)
     files = sorted(path for path in folder.rglob("*") if path.is_file())
-    return [
-        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=path)
-        for path in files
-    ]
+    operations = []
+    for path in files:
+        name = path.relative_to(folder).as_posix()
+        content = path
+        if permission and name == "README.md":
+            content = _with_permission(path.read_text(encoding="utf-8"), permission).encode()
+        operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
+    return operations
+
+
+def _with_permission(readme: str, permission: str) -> str:
+    return (
+        f"{readme.rstrip()}\n\n## Permission to publish\n\nThe licence of these weights does not "
+        f"let anyone share them; the publisher states this permission: {permission.strip()}\n"
+    )
+
+
+def publish_check(folder: Path, permission: str | None) -> None:
+    """Raise :class:`InputError` naming the licence if the folder's weights may not be shared
+    and no ``permission`` is given (see :func:`ssl4gie.zoo.cards.publish_refusal`)."""
+    from ssl4gie.zoo.cards import WeightsCard, publish_refusal
+
+    entry = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("ssl4gie") or {}
+    card = WeightsCard.from_dict(entry["card"]) if entry.get("card") else None
+    refusal = publish_refusal(card, own_weights=entry.get("source_format") == "lightning")
+    if refusal and not (permission and permission.strip()):
+        raise InputError(
+            f"ssl4gie will not publish {folder}: {refusal}; keep it in your cache, or, if the "
+            "rights holder allows it, pass --i-have-permission '<who allowed it and how>' "
+            "(recorded in the model card)"
+        )
 
 
 def publish(
@@ -207,11 +242,14 @@ def publish(
     revision: str | None = None,
     dry_run: bool = False,
     token: str | None = None,
+    permission: str | None = None,
 ):
     """Upload an export folder to the Hub; return the commit URL, or with ``dry_run`` the
     operations that would be sent (nothing is contacted).
 
-    The token comes from ``token`` or the usual HF environment / credential store.
+    Weights whose card forbids sharing them are refused (:class:`InputError` naming the
+    licence) unless ``permission`` says who allowed it; the model card sent records it. The
+    token comes from ``token`` or the usual HF environment / credential store.
 
     Examples:
         >>> operations = publish("out/resnet50-dino-colon", "our-lab/resnet50-dino-colon",
@@ -222,7 +260,8 @@ def publish(
     folder = Path(folder)
     if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
         raise InputError(f"{folder} is not an export folder (model.safetensors + config.json)")
-    operations = commit_operations(folder)
+    publish_check(folder, permission)
+    operations = commit_operations(folder, permission)
     if dry_run:
         return operations
     from huggingface_hub import HfApi
