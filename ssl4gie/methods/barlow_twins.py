@@ -52,6 +52,7 @@ class BarlowTwins(SSLMethod):
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
 
     Examples:
+        >>> import torch
         >>> method = BarlowTwins("resnet18", projector_dims=[64, 64],
         ...                      views=TwoViews.barlow_twins(size=32))
         >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)

@@ -45,6 +45,7 @@ class BYOL(SSLMethod):
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
 
     Examples:
+        >>> import torch
         >>> method = BYOL("resnet18", mlp_dim=128, dim=32, views=TwoViews.byol(size=32))
         >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
         >>> loss, stats = method.ssl_loss(method.views(images))

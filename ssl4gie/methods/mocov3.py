@@ -55,6 +55,7 @@ class MoCoV3(SSLMethod):
         **kwargs: :class:`~ssl4gie.methods.base.SSLMethod` arguments.
 
     Examples:
+        >>> import torch
         >>> method = MoCoV3("resnet18", mlp_dim=128, dim=32, views=TwoViews.mocov3(size=32))
         >>> images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
         >>> views = method.views(images)  # 2 x [4, 3, 32, 32]

@@ -43,6 +43,7 @@ class DepthTask(TaskModule):
         dpt_blocks: 0-based ViT blocks DPT taps (None: evenly spaced, 2/5/8/11 for 12 blocks).
 
     Examples:
+        >>> import torch
         >>> task = DepthTask("resnet18")
         >>> task(torch.randn(2, 3, 64, 64)).shape
         torch.Size([2, 1, 64, 64])

@@ -79,6 +79,7 @@ class SegmentationTask(TaskModule):
         dpt_blocks: 0-based ViT blocks DPT taps (None: evenly spaced, 2/5/8/11 for 12 blocks).
 
     Examples:
+        >>> import torch
         >>> task = SegmentationTask("resnet18", num_classes=2, decoder="fpn")
         >>> task(torch.randn(2, 3, 64, 64)).shape  # one channel: foreground where > 0
         torch.Size([2, 1, 64, 64])
