@@ -7,8 +7,12 @@ only when used, so ``ssl4gie --help`` answers without importing torch.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from ssl4gie.errors import InputError, did_you_mean
 
@@ -22,15 +26,18 @@ GROUPS = {
 }
 
 USAGE = (
-    "usage: ssl4gie <command> [options]\n\ncommands:\n"
+    "usage: ssl4gie [--verbose] <command> [options]\n\ncommands:\n"
     + "\n".join(f"  {name:<10} {summary}" for name, (_, summary) in GROUPS.items())
-    + "\n\nRun 'ssl4gie <command> --help' for a command's options."
+    + "\n\nRun 'ssl4gie <command> --help' for a command's options; --verbose also shows the"
+    " library notices hidden by default."
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``ssl4gie`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = argv[:1] == ["--verbose"]  # else library notices are filtered (cli/_quiet.py)
+    argv = argv[verbose:]
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
@@ -47,13 +54,43 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if not verbose:
+        from ssl4gie.cli._quiet import quiet
+
+        quiet()
     module_name, function_name = GROUPS[group][0].split(":")
     run = getattr(importlib.import_module(module_name), function_name)
     try:
-        return run(argv[1:])
+        with _sigterm_as_exit(group not in LIGHTNING_GROUPS):
+            return run(argv[1:])
     except InputError as err:
         print(f"ssl4gie {group}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"ssl4gie {group}: interrupted", file=sys.stderr)
+        return 130
+
+
+LIGHTNING_GROUPS = ("pretrain", "finetune")
+"""Lightning stops these itself on SIGTERM at the end of a step, so ``last.ckpt`` stays whole."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit(active: bool) -> Iterator[None]:
+    """While ``active``, SIGTERM raises ``SystemExit(143)`` so that atomic writes remove their
+    temporaries (:mod:`ssl4gie._io`) as for Ctrl-C; the previous handler comes back after."""
+
+    def terminate(signum: int, frame) -> None:
+        raise SystemExit(128 + signum)
+
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

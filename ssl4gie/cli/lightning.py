@@ -16,6 +16,8 @@ tests the best checkpoint of the newest fine-tuning run.
 
 from __future__ import annotations
 
+import argparse
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,77 @@ def _resolve_configs(argv: list[str]) -> list[str]:
     return resolved
 
 
+def _config_files(argv: list[str]) -> list[str]:
+    """The values given to ``--config`` (or ``-c``, ``--config=``), in order."""
+    files = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    return files + [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--config", "-c")]
+
+
+def _check_config_files(files: list[str]) -> None:
+    """Raise :class:`InputError` naming the file (and line) of a missing or unreadable config.
+
+    jsonargparse would print its usage and a YAML error about ``<unicode string>``.
+    """
+    import yaml
+
+    for file in files:
+        path = Path(file)
+        if not path.is_file():
+            raise InputError(
+                f"--config {file}: no such file or shipped config; give a YAML path or a name "
+                f"such as pretrain/barlow_twins_resnet50_hk (the files under {CONFIGS})"
+            )
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise InputError(f"--config {file}{_yaml_problem(err)}; fix the file there") from None
+        except UnicodeDecodeError:
+            raise InputError(f"--config {file} is not a text file; give a YAML config") from None
+        if content is not None and not isinstance(content, dict):
+            raise InputError(
+                f"--config {file} holds a {type(content).__name__}, not a mapping of options "
+                "(trainer:, model:, data:); see the shipped configs"
+            )
+
+
+def _yaml_problem(err) -> str:
+    """``", line 5, column 1: YAML syntax error (expected ...)"`` from a PyYAML error."""
+    mark, context = getattr(err, "problem_mark", None), getattr(err, "context", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context_mark = getattr(err, "context_mark", None)
+    if context and context_mark:
+        problem = f"{context} from line {context_mark.line + 1}: {problem}"
+    return f"{where}: YAML syntax error ({problem})"
+
+
+_NOISE = re.compile(
+    r"Does not validate against any of the Union subtypes|Subtypes:|Errors:|Given value"
+    r"|- Expected a <class 'NoneType'>"
+)
+
+
+def _parse_error(err: argparse.ArgumentError, files: list[str], kind: str) -> InputError:
+    """jsonargparse's many-line message -> one line: the option, what is wrong, where to fix.
+
+    ``Parser key "model": ... Problem with given class_path ...: Option 'lamb' is not accepted``
+    becomes ``--model: Problem with given class_path ...: Option 'lamb' is not accepted; ...``.
+    """
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    keys = re.findall(r'Parser key "([^"]+)"', str(err))
+    detail = " ".join(
+        line.removeprefix("- ")
+        for line in lines
+        if not _NOISE.match(line) and not line.startswith("Parser key")
+    )
+    detail = detail if len(detail) <= 200 else detail[:197] + "..."
+    option = f"--{'.init_args.'.join(keys)}: " if keys else ""
+    where = f"in {' or '.join(files)} or on the command line" if files else "on the command line"
+    return InputError(
+        f"{option}{detail}; fix it {where} ('ssl4gie {kind} fit --help' lists the options)"
+    )
+
+
 CHECKPOINT_PATTERNS = {"last": "last.ckpt", "best": "best-*.ckpt"}
 
 
@@ -70,6 +143,20 @@ def _resolve_checkpoint(argv: list[str], kind: str) -> list[str]:
             position = i if "=" in arg else i + 1
             resolved[position] = ("--ckpt_path=" if "=" in arg else "") + str(found[-1])
     return resolved
+
+
+def _check_checkpoint(argv: list[str]) -> None:
+    """Raise :class:`InputError` for a ``--ckpt_path`` that names no file (not a keyword or URL)."""
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--ckpt_path=") else None
+        if arg == "--ckpt_path" and i + 1 < len(argv):
+            value = argv[i + 1]
+        keyword = value in (*CHECKPOINT_PATTERNS, "hpc", "registry", "null")
+        if value and not keyword and "://" not in value and not Path(value).is_file():
+            raise InputError(
+                f"--ckpt_path {value}: no such checkpoint; give a .ckpt file, or 'last' to resume "
+                "the newest run under runs/"
+            )
 
 
 def trainer_defaults() -> dict[str, Any]:
@@ -121,18 +208,24 @@ def run(kind: str, argv: list[str]) -> int:
     else:
         from ssl4gie.data.datamodules import TaskDataModule as data_class
         from ssl4gie.tasks import TaskModule as model_class
+    args = _resolve_checkpoint(_resolve_configs(argv), kind)
+    files = _config_files(args)
+    _check_config_files(files)
+    _check_checkpoint(args)
     try:
         CLI(
             model_class,
             data_class,
             subclass_mode_model=True,
             subclass_mode_data=kind == "finetune",
-            args=_resolve_checkpoint(_resolve_configs(argv), kind),
+            args=args,
             trainer_defaults=trainer_defaults(),
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
-            parser_kwargs={"prog": f"ssl4gie {kind}"},
+            parser_kwargs={"prog": f"ssl4gie {kind}", "exit_on_error": False},
         )
+    except argparse.ArgumentError as err:
+        raise _parse_error(err, files, kind) from None
     except Exception as err:
         cause = _input_error_in(err)
         if cause is None:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from ssl4gie.errors import InputError
 from ssl4gie.losses import barlow_twins_loss
 from ssl4gie.methods.base import VIT_RECIPE, ArchitectureKind, Recipe, SSLMethod
 from ssl4gie.methods.heads import mlp
@@ -81,6 +82,8 @@ class BarlowTwins(SSLMethod):
         official_grad_scale: bool = False,
         **kwargs: Any,
     ) -> None:
+        if not lambd >= 0:
+            raise InputError(f"BarlowTwins: lambd must be >= 0 (the paper: 0.0051), got {lambd}")
         super().__init__(backbone, **kwargs)
         dims = [8192, 8192, 8192] if projector_dims is None else list(projector_dims)
         self.projector = mlp([self.backbone.num_features, *dims], bias=False)
