@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+import timm
 import torch
 
 from ssl4gie.analysis.probe import knn_predict
@@ -12,6 +13,9 @@ from ssl4gie.cli import main
 from ssl4gie.errors import InputError
 from ssl4gie.studies import load_config, run_study
 from ssl4gie.studies.cells import expand
+from ssl4gie.studies.config import BackboneSpec, StudyConfig, TaskSpec
+from ssl4gie.studies.encoders import probe_order, task_ranking
+from ssl4gie.studies.report import Results
 from ssl4gie.studies.stats import mean_std
 from ssl4gie.zoo import export_backbone
 from ssl4gie.zoo.convert import Converted
@@ -35,12 +39,15 @@ def test_knn_vote_is_weighted_by_similarity():
 @pytest.fixture
 def constant_encoder(tmp_path):
     """An export folder of a test_resnet whose weights are all zero: every image's features are
-    the same (zero) vector, so no probe can beat the majority class."""
-    import timm
-
+    the same (zero) vector, so no probe can beat the majority class. Its card normalises by
+    mean (0.1, 0.2, 0.3) and std (0.4, 0.5, 0.6)."""
     model = timm.create_model("test_resnet", num_classes=0)
     zeros = {name: torch.zeros_like(value) for name, value in model.state_dict().items()}
-    return str(export_backbone(Converted(zeros, "test_resnet", {}, [], "timm"), tmp_path / "zero"))
+    folder = export_backbone(Converted(zeros, "test_resnet", {}, [], "timm"), tmp_path / "zero")
+    config = json.loads((folder / "config.json").read_text())
+    config["pretrained_cfg"] |= {"mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder)
 
 
 def test_config_problems(study_files):
@@ -64,7 +71,7 @@ def test_encoders_rank_probe_and_finetune(study_files, constant_encoder, capsys)
     path = study_files(
         "encoders",
         seeds=[0, 1],
-        top_k=2,
+        top_k=1,
         trainer={"max_epochs": 1},
         backbones={
             "resnet": {"backbone": "test_resnet"},
@@ -81,7 +88,7 @@ def test_encoders_rank_probe_and_finetune(study_files, constant_encoder, capsys)
     assert {(c.task, c.mode) for c in probes} == {("landmarks", "probe")} and len(probes) == 6
 
     assert main(["study", "encoders", "--config", path]) == 0
-    assert "14 cells run, 0 finished before, 0 failed" in capsys.readouterr().out
+    assert "10 cells run, 0 finished before, 0 failed" in capsys.readouterr().out
     cells = json.loads((config.out_dir / "report" / "results.json").read_text())
     probe = {
         (c["cell"]["backbone"], c["cell"]["seed"]): c["metrics"]
@@ -104,30 +111,60 @@ def test_encoders_rank_probe_and_finetune(study_files, constant_encoder, capsys)
     tuned = {
         (c["cell"]["task"], c["cell"]["backbone"]) for c in cells if c["cell"]["mode"] == "finetune"
     }
-    top_two = {"resnet", "convnext"}  # by linear probe on landmarks, and by mean rank on polyps
-    assert tuned == {(t, b) for t in ("landmarks", "polyps") for b in top_two}
+    best = max(linear, key=linear.get)  # on landmarks; on polyps: the best mean rank, the same
+    assert tuned == {("landmarks", best), ("polyps", best)}
 
     with open(config.out_dir / "report" / "ranking.csv") as handle:
         ranking = [row for row in csv.DictReader(handle)]
     landmarks = [row for row in ranking if row["task"] == "landmarks"]
-    assert [row["encoder"] for row in landmarks][-1] == "constant"  # not fine-tuned: last
-    assert landmarks[-1]["finetune_seeds"] == "0"
-    for row in landmarks[:2]:  # fine-tuned: the mean over seeds of the cells' test_f1
-        values = [c["metrics"]["test_f1"] for c in cells
-                  if c["cell"]["mode"] == "finetune" and c["cell"]["task"] == "landmarks"
-                  and c["cell"]["backbone"] == row["encoder"]]  # fmt: skip
-        assert len(values) == 2
-        assert math.isclose(float(row["finetune_mean"]), mean_std(values)[0], abs_tol=1e-9)
+    assert [row["encoder"] for row in landmarks] == sorted(linear, key=lambda b: -linear[b])
+    assert [row["finetune_seeds"] for row in landmarks] == ["2", "0", "0"]
+    values = [
+        c["metrics"]["test_f1"]
+        for c in cells
+        if c["cell"]["mode"] == "finetune" and c["cell"]["task"] == "landmarks"
+    ]
+    assert math.isclose(float(landmarks[0]["finetune_mean"]), mean_std(values)[0], abs_tol=1e-9)
+    assert math.isclose(float(landmarks[0]["finetune_std"]), mean_std(values)[1], abs_tol=1e-9)
+    for row in landmarks:
         assert math.isclose(float(row["linear_mean"]), linear[row["encoder"]], abs_tol=1e-9)
-    first, second = (float(row["finetune_mean"]) for row in landmarks[:2])
-    assert first >= second
 
     text = (config.out_dir / "report" / "README.md").read_text()
-    card = json.loads((folder / "zero" / "config.json").read_text())["pretrained_cfg"]
-    norm = ", ".join(f"{v:.3f}" for v in card["mean"])
-    assert "| 3 | constant |" in text and norm in text  # the export's normalisation
+    assert "| 3 | constant |" in text  # the useless encoder ranks last
+    assert "0.100, 0.200, 0.300 / 0.400, 0.500, 0.600 |" in text  # normalised by its card
+    timm_mean = timm.create_model("test_resnet").pretrained_cfg["mean"]
+    assert ", ".join(f"{v:.3f}" for v in timm_mean) in text.split("| resnet |")[1].splitlines()[0]
     assert (config.out_dir / "report" / "encoders.png").stat().st_size > 1000
     assert len(list((config.out_dir / "features").glob("landmarks__*.pt"))) == 2 + 1 + 2
 
     again = run_study(load_config(path), **SILENT)
-    assert again.ran == [] and len(again.skipped) == 14
+    assert again.ran == [] and len(again.skipped) == 10
+
+
+def _cell(task, backbone, mode, seed, **metrics):
+    cell = {"task": task, "backbone": backbone, "mode": mode, "fraction": None, "seed": seed}
+    metric = "test_rmse" if task == "depth" else "test_linear_accuracy"
+    return {"cell": cell, "metrics": metrics, "metric": metric, "value": metrics.get(metric)}
+
+
+def test_ranking_by_probe_then_finetune():
+    """Probe order on a classification task; on depth (no probe) the mean rank over the probed
+    tasks; fine-tuned encoders first by their metric (RMSE: lowest first)."""
+    config = StudyConfig(
+        "encoders",
+        backbones={name: BackboneSpec("test_resnet") for name in ("a", "b", "c")},
+        tasks={"cls1": TaskSpec("x"), "cls2": TaskSpec("x"), "depth": TaskSpec("x")},
+    )
+    linear = {"cls1": {"a": 0.5, "b": 0.9, "c": 0.7}, "cls2": {"a": 0.8, "b": 0.6, "c": 0.7}}
+    probes = [
+        _cell(task, b, "probe", 0, test_linear_accuracy=v)
+        for task, values in linear.items()
+        for b, v in values.items()
+    ]
+    order = probe_order(config, probes)
+    # ranks cls1: b 0, c 1, a 2; cls2: a 0, c 1, b 2 -> mean a 1, b 1, c 1: config order
+    assert order == {"cls1": ["b", "c", "a"], "cls2": ["a", "c", "b"], "depth": ["a", "b", "c"]}
+    tuned = [_cell("depth", b, "finetune", s, test_rmse=v + s) for b, v in (("a", 3), ("b", 2))
+             for s in (0, 1)]  # fmt: skip
+    results = Results(config, probes + tuned)
+    assert task_ranking(results, "depth", order["depth"]) == ["b", "a", "c"]
