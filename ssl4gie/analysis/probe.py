@@ -17,6 +17,7 @@ __all__ = [
     "bank_query_split",
     "knn_accuracy",
     "knn_predict",
+    "knn_scores",
     "linear_probe_accuracy",
     "linear_probe_predict",
 ]
@@ -58,6 +59,32 @@ def knn_accuracy(features: Tensor, labels: Tensor, k: int = 20, temperature: flo
     return (predicted == query_labels).float().mean().item()
 
 
+def knn_scores(
+    queries: Tensor,
+    bank: Tensor,
+    bank_labels: Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+) -> Tensor:
+    """Weighted cosine kNN class scores [Wu et al. 2018, arXiv:1805.01978, Sec. 3.4; DINO].
+
+    Each query's ``k`` most similar bank features (cosine similarity ``s``) vote for their label
+    with weight ``exp(s / temperature)``; votes are normalised to sum to 1.
+
+    Args:
+        queries: ``[Q, D]`` features; bank: ``[N, D]``; bank_labels: int ``[N]``.
+
+    Returns:
+        ``[Q, num_classes]`` class scores (rows sum to 1).
+    """
+    queries, bank = F.normalize(queries.float(), dim=1), F.normalize(bank.float(), dim=1)
+    similarity, neighbour = (queries @ bank.T).topk(min(k, len(bank)), dim=1)
+    votes = queries.new_zeros(len(queries), num_classes)
+    votes.scatter_add_(1, bank_labels[neighbour], torch.exp(similarity / temperature))
+    return votes / votes.sum(dim=1, keepdim=True)
+
+
 def knn_predict(
     bank: Tensor,
     bank_labels: Tensor,
@@ -67,12 +94,9 @@ def knn_predict(
     temperature: float = 0.07,
 ) -> Tensor:
     """Weighted cosine kNN labels ``[Q]`` of ``queries`` ``[Q, D]`` from ``bank`` ``[N, D]``
-    with ``bank_labels`` ``[N]`` (the vote of :func:`knn_accuracy`)."""
-    bank, queries = F.normalize(bank.float(), dim=1), F.normalize(queries.float(), dim=1)
-    similarity, neighbour = (queries @ bank.T).topk(min(k, bank.shape[0]), dim=1)  # [Q, k]
-    votes = torch.zeros(queries.shape[0], num_classes, device=queries.device)
-    votes.scatter_add_(1, bank_labels[neighbour], torch.exp(similarity / temperature))
-    return votes.argmax(dim=1)
+    with ``bank_labels`` ``[N]`` (the vote of :func:`knn_accuracy`): the argmax of
+    :func:`knn_scores`."""
+    return knn_scores(queries, bank, bank_labels, num_classes, k, temperature).argmax(dim=1)
 
 
 def linear_probe_accuracy(

@@ -24,12 +24,13 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from ssl4gie.analysis.probe import knn_scores
 from ssl4gie.backbones import is_vit
 from ssl4gie.errors import InputError
 from ssl4gie.tasks.base import TaskModule, check_class_ids
 from ssl4gie.transforms.finetune import ClassificationAugment
 
-__all__ = ["ClassificationTask", "class_weights", "knn_scores"]
+__all__ = ["ClassificationTask", "class_weights"]
 
 Mode = Literal["finetune", "linear", "knn"]
 
@@ -47,32 +48,6 @@ def class_weights(counts: Tensor) -> Tensor:
     """
     counts = counts.to(torch.float32)
     return counts.sum() / (len(counts) * counts.clamp(min=1))
-
-
-def knn_scores(
-    queries: Tensor,
-    bank: Tensor,
-    bank_labels: Tensor,
-    num_classes: int,
-    k: int = 20,
-    temperature: float = 0.07,
-) -> Tensor:
-    """Weighted cosine kNN class scores [Wu et al. 2018, arXiv:1805.01978, Sec. 3.4; DINO].
-
-    Each query's ``k`` most similar bank features (cosine similarity ``s``) vote for their label
-    with weight ``exp(s / temperature)``; votes are normalised to sum to 1.
-
-    Args:
-        queries: ``[Q, D]`` features; bank: ``[N, D]``; bank_labels: int ``[N]``.
-
-    Returns:
-        ``[Q, num_classes]`` class scores (rows sum to 1).
-    """
-    queries, bank = F.normalize(queries.float(), dim=1), F.normalize(bank.float(), dim=1)
-    similarity, neighbour = (queries @ bank.T).topk(min(k, len(bank)), dim=1)
-    votes = queries.new_zeros(len(queries), num_classes)
-    votes.scatter_add_(1, bank_labels[neighbour], torch.exp(similarity / temperature))
-    return votes / votes.sum(dim=1, keepdim=True)
 
 
 class ClassificationTask(TaskModule):
