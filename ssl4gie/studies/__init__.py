@@ -8,7 +8,8 @@
 - :mod:`.runner`: the resumable loop; :mod:`.report` and :mod:`.reports`: tables and figures.
 
 Studies (``STUDIES``): ``ssl4gie-table``, ``label-efficiency``, ``convergence``,
-``linear-vs-finetune``, ``dvme`` and ``wild-vs-self``.
+``linear-vs-finetune``, ``dvme``, ``wild-vs-self`` and ``encoders`` (:mod:`.encoders`: kNN and
+linear probes for every encoder, fine-tuning for the best).
 """
 
 from ssl4gie.studies.config import StudyConfig, load_config

@@ -39,7 +39,18 @@ from ssl4gie.studies.config import StudyConfig, TaskSpec
 from ssl4gie.studies.report import Results, best_of, formatted, markdown_table
 from ssl4gie.studies.stats import mean_std
 
-__all__ = ["encoder_cells", "encoder_problems", "probe_order", "render_encoders", "run_probe_cell"]
+__all__ = [
+    "cached_features",
+    "encoder_cells",
+    "encoder_problems",
+    "encoder_row",
+    "extract_features",
+    "is_probed",
+    "probe_order",
+    "render_encoders",
+    "run_probe_cell",
+    "task_ranking",
+]
 
 PROBE = "probe"
 KNN, LINEAR = "test_knn_accuracy", "test_linear_accuracy"
