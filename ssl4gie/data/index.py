@@ -147,16 +147,21 @@ def _entries(root: Path, cache_path: Path, progress: bool) -> dict[str, list]:
     return entries
 
 
-def _report_bad(root: Path, bad_list_path: Path, entries: dict[str, list]) -> list[str]:
-    """Write the list of bad files (or remove a stale one), warn once, return their names."""
+def _report_bad(
+    root: Path, bad_list_path: Path, entries: dict[str, list], kind: str = "image file(s)"
+) -> list[str]:
+    """Write the list of bad files (or remove a stale one), warn once naming the first three
+    with their reasons, return their names. Shared by the image and the video indexes."""
     bad_files = sorted(name for name, entry in entries.items() if entry[2])
     if not bad_files:
         with contextlib.suppress(OSError):
             bad_list_path.unlink()
         return bad_files
     _write_text(bad_list_path, "".join(f"{name}\t{entries[name][2]}\n" for name in bad_files))
+    named = "; ".join(f"{name} ({entries[name][2]})" for name in bad_files[:3])
+    more = f" and {len(bad_files) - 3} more" if len(bad_files) > 3 else ""
     warnings.warn(
-        f"skipped {len(bad_files)} unreadable image file(s) under {root}; "
+        f"skipped {len(bad_files)} unreadable {kind} under {root}: {named}{more}; "
         f"their list is in {bad_list_path}",
         stacklevel=3,
     )

@@ -31,12 +31,10 @@ replaced as in every reader (:class:`~ssl4gie.data.datasets._Reader`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -50,7 +48,7 @@ from tqdm.auto import tqdm
 
 from ssl4gie.data.datasets import PathLike, Size, _Reader
 from ssl4gie.data.decode import UnreadableImageError, resize_image
-from ssl4gie.data.index import _load_cache, _scan, _write_text, default_cache_dir
+from ssl4gie.data.index import _load_cache, _report_bad, _scan, _write_text, default_cache_dir
 from ssl4gie.data.near_duplicates import (
     DEFAULT_THRESHOLD,
     _check_threshold,
@@ -257,24 +255,6 @@ def _verdict(root: Path, name: str, fps, every, threshold) -> tuple[str, dict | 
         return reason.replace("\n", " "), None
 
 
-def _report_bad(root: Path, bad_list_path: Path, entries: dict[str, list]) -> list[str]:
-    """Write the list of bad videos, warn once naming them, return their names."""
-    bad = sorted(name for name, entry in entries.items() if entry[2])
-    if not bad:
-        with contextlib.suppress(OSError):
-            bad_list_path.unlink()
-        return bad
-    _write_text(bad_list_path, "".join(f"{name}\t{entries[name][2]}\n" for name in bad))
-    named = "; ".join(f"{name} ({entries[name][2]})" for name in bad[:3])
-    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-    warnings.warn(
-        f"skipped {len(bad)} unreadable video(s) under {root}: {named}{more}; "
-        f"their list is in {bad_list_path}",
-        stacklevel=3,
-    )
-    return bad
-
-
 def build_video_index(
     root: PathLike,
     fps: float | None = None,
@@ -311,7 +291,7 @@ def build_video_index(
         payload = {"version": 1, "root": str(root), "sampling": sampling, "files": entries}
         _write_text(cache_path, json.dumps(payload))
     bad_list_path = cache_dir / f"{key}.video.bad.txt"
-    bad = _report_bad(root, bad_list_path, entries)
+    bad = _report_bad(root, bad_list_path, entries, "video(s)")
     videos = [_info(name, entry[3]) for name, entry in sorted(entries.items()) if not entry[2]]
     return VideoIndex(root, sampling, videos, bad, bad_list_path if bad else None, cache_path)
 
