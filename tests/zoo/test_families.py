@@ -146,6 +146,18 @@ def test_surgenet_release_converts_by_name_into_its_timm_architecture(
     assert tuple(config["pretrained_cfg"]["mean"]) == IMAGENET_MEAN
 
 
+def test_surgenet_loads_by_name_from_the_upstream_file(tmp_path):
+    card = ssl4gie.backbone_card("vits14-dinov2-surgenetxl")
+    model = _vit(card.architecture, **card.model_args)
+    downloads = tmp_path / "ssl4gie" / "downloads"  # where load_backbone puts the upstream file
+    downloads.mkdir(parents=True)
+    _save(downloads / Path(card.url).name, {**model.state_dict(), **_extra("dino_head.w")})
+    loaded = ssl4gie.load_backbone(card.name, cache_dir=tmp_path)
+    assert_same_features(features(loaded, 56), features(model, 56))
+    assert loaded.pretrained_cfg["input_size"] == (3, 336, 336)
+    assert not (downloads / Path(card.url).name).exists()  # converted, then removed
+
+
 def test_surgenet_refuses_keys_that_are_not_dino_heads(tmp_path):
     model = _vit("vit_small_patch14_dinov2", img_size=56)
     state = {**model.state_dict(), "projector.0.weight": torch.zeros(2)}

@@ -52,9 +52,10 @@ def test_own_weights_without_a_licence_may_be_published():
     assert "cc-by-nc-nd-4.0" in publish_refusal(_card(license="cc-by-nc-nd-4.0"), own_weights=True)
 
 
-@pytest.fixture
-def gastronet_export(tmp_path):
+@pytest.fixture(scope="module")
+def gastronet_export(tmp_path_factory):
     """Converted GastroNet-5M ResNet-50 weights (a stand-in) under the zoo's card."""
+    tmp_path = tmp_path_factory.mktemp("gastronet")
     state = {k: v for k, v in torchvision.models.resnet50().state_dict().items() if "fc." not in k}
     torch.save(state, tmp_path / "RN50_GastroNet-5M_DINOv1.pth")
     converted = convert_file(tmp_path / "RN50_GastroNet-5M_DINOv1.pth", "gastronet")
