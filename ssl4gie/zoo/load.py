@@ -26,6 +26,7 @@ from typing import Any
 
 import timm
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from torchvision.transforms import v2
 
@@ -33,7 +34,7 @@ from ssl4gie._timm import vit_defaults
 from ssl4gie.errors import InputError, did_you_mean
 from ssl4gie.zoo import hub
 from ssl4gie.zoo.cards import WeightsCard
-from ssl4gie.zoo.convert import convert_file
+from ssl4gie.zoo.convert import convert_file, detect_architecture, read_checkpoint
 from ssl4gie.zoo.export import build_backbone, export_backbone, write_timm_folder
 from ssl4gie.zoo.registry import backbone_card, is_zoo_name, list_backbones
 
@@ -180,14 +181,49 @@ def _create_from_folder(
     card = card or folder_card(folder)
     if card is not None:
         kwargs = {"pretrained_cfg_overlay": card.input_config(), **kwargs}
-    architecture = json.loads((folder / "config.json").read_text())["architecture"]
+    architecture = _folder_architecture(folder)
     defaults = vit_defaults(architecture)
     loads_every_weight = kwargs["num_classes"] == 0 and not kwargs.get("features_only")
     if pretrained and loads_every_weight and architecture.startswith(("vit_", "deit")):
         defaults["weight_init"] = "skip"  # every weight is loaded: skip ~1.5 s of random init
-    model = _create(f"local-dir:{folder}", pretrained, {**defaults, **kwargs})
+    try:
+        model = _create(f"local-dir:{folder}", pretrained, {**defaults, **kwargs})
+    except (RuntimeError, SafetensorError) as err:  # no, corrupt or misfit weights
+        raise _misfit(folder, architecture, err) from None
     getattr(model, "_model_args", {}).pop("weight_init", None)  # not part of the architecture
     return model
+
+
+def _folder_architecture(folder: Path) -> str:
+    """The timm architecture an export folder's ``config.json`` names (one-line errors)."""
+    config = folder / "config.json"
+    try:
+        return json.loads(config.read_text(encoding="utf-8"))["architecture"]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(
+            f"{config} is not a timm config (JSON with an 'architecture' entry); export the "
+            "folder again"
+        ) from None
+
+
+def _misfit(folder: Path, architecture: str, err: Exception) -> InputError:
+    """Why timm could not load ``folder``: no weights, a corrupt file (raised by
+    :func:`~ssl4gie.zoo.convert.read_checkpoint`), or weights of another architecture."""
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return InputError(f"{folder} has no model.safetensors; export the folder again")
+    try:
+        found, _ = detect_architecture(read_checkpoint(weights))
+    except InputError as unknown:
+        if "corrupt" in str(unknown):
+            return unknown
+        found = "another architecture"
+    if found != architecture:
+        return InputError(
+            f"{folder}: weights for {found}, config says {architecture} (model.safetensors "
+            "and config.json come from different exports); export the folder again"
+        )
+    return InputError(f"{weights} does not fit {architecture}: {str(err).splitlines()[0]}")
 
 
 def _create(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
