@@ -46,6 +46,7 @@ import dataclasses
 import importlib
 import json
 import math
+import os
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -204,8 +205,12 @@ def read_checkpoint(path: str | Path) -> Any:
     truncated) and a corrupt ``.safetensors`` header.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"checkpoint {path} is a folder; give the checkpoint file inside it")
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"checkpoint {path} cannot be read (no permission); check its mode")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     try:
@@ -392,9 +397,11 @@ def detect_architecture(state_dict: dict[str, torch.Tensor]) -> tuple[str, dict[
 
 
 def _vit_img_size(state_dict: dict[str, torch.Tensor]) -> int:
-    """The square input size a ViT's ``pos_embed`` ``[1, (cls) + N, D]`` was trained at."""
-    tokens = state_dict["pos_embed"].shape[1] - ("cls_token" in state_dict)
-    return math.isqrt(tokens) * state_dict["patch_embed.proj.weight"].shape[-1]
+    """The square input size a ViT's ``pos_embed`` ``[1, (cls) + N, D]`` was trained at; ``N``
+    is a square grid, so one extra row is the class token's (as in Meta's DINOv2 layout)."""
+    tokens = state_dict["pos_embed"].shape[1]
+    grid = math.isqrt(tokens) if math.isqrt(tokens) ** 2 == tokens else math.isqrt(tokens - 1)
+    return grid * state_dict["patch_embed.proj.weight"].shape[-1]
 
 
 def timm_filter(

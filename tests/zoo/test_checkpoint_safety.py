@@ -139,3 +139,10 @@ def test_a_corrupt_safetensors_file_names_its_header(tmp_path, damage):
     with pytest.raises(InputError, match="corrupt safetensors header") as raised:
         read_checkpoint(path)
     assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_folder_or_a_missing_file_is_named(tmp_path):
+    with pytest.raises(InputError, match="is a folder; give the checkpoint file inside it"):
+        read_checkpoint(tmp_path)
+    with pytest.raises(InputError, match="does not exist"):
+        read_checkpoint(tmp_path / "nothing.pth")
