@@ -58,37 +58,20 @@ def _check_config_files(files: list[str]) -> None:
 
     jsonargparse would print its usage and a YAML error about ``<unicode string>``.
     """
-    import yaml
+    from ssl4gie._io import read_yaml
 
     for file in files:
-        path = Path(file)
-        if not path.is_file():
+        if not Path(file).is_file():
             raise InputError(
                 f"--config {file}: no such file or shipped config; give a YAML path or a name "
                 f"such as pretrain/barlow_twins_resnet50_hk (the files under {CONFIGS})"
             )
-        try:
-            content = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise InputError(f"--config {file}{_yaml_problem(err)}; fix the file there") from None
-        except UnicodeDecodeError:
-            raise InputError(f"--config {file} is not a text file; give a YAML config") from None
+        content = read_yaml(file, "--config")
         if content is not None and not isinstance(content, dict):
             raise InputError(
                 f"--config {file} holds a {type(content).__name__}, not a mapping of options "
                 "(trainer:, model:, data:); see the shipped configs"
             )
-
-
-def _yaml_problem(err) -> str:
-    """``", line 5, column 1: YAML syntax error (expected ...)"`` from a PyYAML error."""
-    mark, context = getattr(err, "problem_mark", None), getattr(err, "context", None)
-    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    context_mark = getattr(err, "context_mark", None)
-    if context and context_mark:
-        problem = f"{context} from line {context_mark.line + 1}: {problem}"
-    return f"{where}: YAML syntax error ({problem})"
 
 
 _NOISE = re.compile(
@@ -193,6 +176,8 @@ def run(kind: str, argv: list[str]) -> int:
             extra = [RichProgressBar()] if trainer.get("enable_progress_bar") is not False else []
             if trainer.get("logger") is not False:
                 extra.append(LearningRateMonitor(logging_interval="step"))
+            if trainer.get("fast_dev_run"):  # no file: Lightning 2.6's save_last writes one
+                self.trainer_defaults["callbacks"] = []
             self.trainer_defaults["callbacks"] = [*self.trainer_defaults["callbacks"], *extra]
             return super().instantiate_trainer(**kwargs)
 

@@ -23,7 +23,7 @@ A task file holds only what differs: :meth:`TaskModule.configure_models` (decode
 - outputs: validation saves a PNG grid of inputs, ground truth and predictions per epoch
   (``predictions/val_epoch<NNN>.png``); test writes ``test_metrics.json``, both in
   :meth:`~TaskModule.output_dir` (the checkpoint's folder when testing a checkpoint, else the
-  logger's folder).
+  logger's folder); a fast dev run writes none of them.
 """
 
 from __future__ import annotations
@@ -150,8 +150,11 @@ class TaskModule(L.LightningModule):
             augment if augment is not None else self.default_augment(mean=self.mean, std=self.std)
         )
         self.configure_models()
-        if freeze_backbone:  # eval now: Lightning restores captured module modes after val
-            self.backbone.requires_grad_(False).eval()
+        # load_backbone hands out eval-mode models and Lightning keeps each module's mode at fit
+        # start: fine-tuning trains batch norm, a frozen backbone stays in eval mode
+        self.backbone.train(not freeze_backbone)
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
         metrics = self.configure_metrics()
         for stage in STAGES:
             setattr(self, f"{stage}_metrics", metrics.clone(prefix=f"{stage}_"))
@@ -226,7 +229,7 @@ class TaskModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         _, output = self.shared_step(batch, "val")
-        if batch_idx == 0 and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+        if batch_idx == 0 and not self.trainer.sanity_checking:
             self.save_picture(batch, output)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -268,16 +271,21 @@ class TaskModule(L.LightningModule):
             return Path(self.trainer.ckpt_path).parent
         return Path(self.trainer.log_dir or self.trainer.default_root_dir)
 
+    def writes_files(self) -> bool:
+        """Whether this process writes pictures and JSON: rank zero, not in a fast dev run
+        (which, as in Lightning, leaves no file behind)."""
+        return self.trainer.is_global_zero and not self.trainer.fast_dev_run
+
     def save_picture(self, batch: dict[str, Any], output: Any) -> Path | None:
         """Save :meth:`picture_rows` as ``predictions/val_epoch<NNN>.png`` in the output dir."""
-        rows = self.picture_rows(batch, output)
+        rows = self.picture_rows(batch, output) if self.writes_files() else []
         if not rows:
             return None
         path = self.output_dir() / "predictions" / f"val_epoch{self.current_epoch:03d}.png"
         return save_grid(rows, path, titles=self.picture_titles)
 
     def _write_json(self, name: str, data: dict) -> None:
-        if self.trainer.is_global_zero:
+        if self.writes_files():
             path = self.output_dir() / name
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_file(path) as handle:
@@ -333,9 +341,12 @@ class TaskModule(L.LightningModule):
 
     def configure_callbacks(self) -> list[L.Callback]:
         """Keep the checkpoint with the best ``monitor`` (as SSL4GIE keeps the best validation
-        epoch) and ``last.ckpt`` for resume; it replaces the Trainer's plain checkpointing."""
+        epoch) and ``last.ckpt`` for resume; it replaces the Trainer's plain checkpointing.
+        None in a fast dev run (Lightning 2.6's ``save_last`` would still write one)."""
         from lightning.pytorch.callbacks import ModelCheckpoint
 
+        if self.trainer.fast_dev_run:
+            return []
         return [
             ModelCheckpoint(
                 monitor=self.monitor,
