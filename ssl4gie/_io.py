@@ -23,6 +23,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ssl4gie.errors import InputError
 
@@ -156,3 +157,33 @@ def check_free_space(dest: str | os.PathLike, needed_bytes: int, what: str) -> N
             f"{what} would write about {format_bytes(needed_bytes)} but {ancestor} has "
             f"{format_bytes(free)} free; write less or choose a destination with more space"
         )
+
+
+def read_yaml(path: str | os.PathLike, what: str) -> Any:
+    """The content of the YAML file ``path``; ``what`` names it in errors (e.g. ``"--config"``).
+
+    A missing file, a binary file or a syntax error is one :class:`InputError` naming the file,
+    and for a syntax error the line and column (PyYAML's own message names ``<unicode string>``).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path} does not exist; give the path of a YAML file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{what} {path} is not a text file; give a YAML file") from None
+    except yaml.YAMLError as err:
+        raise InputError(f"{what} {path}{_yaml_problem(err)}; fix the file there") from None
+
+
+def _yaml_problem(err) -> str:
+    """``", line 5, column 1: YAML syntax error (expected ...)"`` from a PyYAML error."""
+    mark, context = getattr(err, "problem_mark", None), getattr(err, "context", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context_mark = getattr(err, "context_mark", None)
+    if context and context_mark:
+        problem = f"{context} from line {context_mark.line + 1}: {problem}"
+    return f"{where}: YAML syntax error ({problem})"

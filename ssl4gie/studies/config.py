@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from ssl4gie._io import read_yaml
 from ssl4gie.errors import InputError, did_you_mean
 
 __all__ = ["BackboneSpec", "PretrainSpec", "StudyConfig", "TaskSpec", "load_config"]
@@ -178,7 +177,9 @@ def load_config(path: str | Path, study: str | None = None) -> StudyConfig:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"study config {path} does not exist; see configs/studies/ for examples")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path, "study config") or {}
+    if not isinstance(data, dict):
+        raise InputError(f"study config {path} holds a {type(data).__name__}, not a mapping")
     if study is not None and data.setdefault("study", study) != study:
         raise InputError(f"{path} is a {data['study']!r} config, not {study!r}")
     problems: list[str] = []

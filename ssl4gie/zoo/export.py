@@ -10,7 +10,9 @@
         README.md           model card: YAML metadata (huggingface_hub.ModelCardData) + fields
 
 so ``timm.create_model("local-dir:out/resnet50-dino-hk", pretrained=True)`` and, once published,
-``timm.create_model("hf-hub:org/repo", pretrained=True)`` work without ssl4gie.
+``timm.create_model("hf-hub:org/repo", pretrained=True)`` work without ssl4gie. The folder must
+be new or empty, writable and on a disk with room for the weights (checked before writing);
+an error, Ctrl-C or SIGTERM leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from ssl4gie._io import atomic_dir
+from ssl4gie._io import atomic_dir, check_free_space, check_writable
 from ssl4gie._timm import create_timm_backbone
 from ssl4gie.errors import InputError
 from ssl4gie.zoo.cards import WeightsCard, parse_name
@@ -83,16 +85,30 @@ def export_backbone(
         if isinstance(source, Converted)
         else convert_file(source, checkpoint_format, architecture)
     )
+    out_dir = _check_out_dir(Path(out_dir), converted)
     model = build_backbone(converted)
     card = card or _card_for(name, model, converted.architecture)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise InputError(f"{out_dir} exists and is not empty; choose a new folder")
     with atomic_dir(out_dir) as tmp:
         write_timm_folder(model, tmp, card, {"source_format": converted.source_format})
         weights_sha256 = sha256_of(tmp / "model.safetensors")
         readme = render_readme(card, converted, weights_sha256)
         (tmp / "README.md").write_text(readme, encoding="utf-8")
+    return out_dir
+
+
+README_BYTES = 64 * 1024
+"""Room for ``config.json`` and ``README.md`` beside the weights (both a few KiB)."""
+
+
+def _check_out_dir(out_dir: Path, converted: Converted) -> Path:
+    """``out_dir`` if it is new or empty, writable, and its disk holds the weights."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is a file; choose a new folder for the export")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise InputError(f"{out_dir} exists and is not empty; choose a new folder")
+    check_writable(out_dir, "export folder")
+    weights = sum(t.numel() * t.element_size() for t in converted.state_dict.values())
+    check_free_space(out_dir, weights + README_BYTES, f"the {converted.architecture} export")
     return out_dir
 
 
