@@ -22,7 +22,7 @@ import torchvision
 import ssl4gie
 from ssl4gie.cli import main
 from ssl4gie.errors import InputError
-from ssl4gie.zoo.cards import IMAGENET_MEAN, WeightsCard
+from ssl4gie.zoo.cards import IMAGENET_MEAN, IMAGENET_STD, WeightsCard
 from ssl4gie.zoo.convert import convert_file
 from ssl4gie.zoo.export import build_backbone
 from ssl4gie.zoo.hub import sha256_of
@@ -106,15 +106,28 @@ def test_endovit_release_converts_by_name_to_vit_b_with_its_normalisation(tmp_pa
     assert tuple(config["mean"]) == ENDOVIT_MEAN and tuple(config["std"]) == ENDOVIT_STD
 
 
-def test_endovit_card_normalises_with_endovit_statistics():
-    card = ssl4gie.backbone_card("vitb16-mae-endovit")
-    assert card.format == "endovit" and card.revision is None
-    assert "ec9828cfb28a04e4920a54ca4411ed6d6216e345/pytorch_model.bin" in card.url
+NORMALISATION = [  # (name, mean, std, input size): from each release's own code
+    ("vitb16-mae-endovit", ENDOVIT_MEAN, ENDOVIT_STD, 224),  # EndoViT endovit_demo.py
+    ("vitb16-dino-endofm", (0.45,) * 3, (0.225,) * 3, 224),  # Endo-FM utils/defaults.py
+    ("vitb14-dinov2-surgenetxl", IMAGENET_MEAN, IMAGENET_STD, 336),  # "_size336_" file names
+    ("vitb14-dinov2-gastronet", IMAGENET_MEAN, IMAGENET_STD, 336),
+    ("resnet50-dino-selfsupsurg", IMAGENET_MEAN, IMAGENET_STD, 224),
+]
+
+
+@pytest.mark.parametrize(("name", "mean", "std", "size"), NORMALISATION)
+def test_card_normalises_with_the_release_statistics(name, mean, std, size):
     image = torch.full((1, 3, 300, 400), 128, dtype=torch.uint8)  # flat grey, any size
-    out = ssl4gie.load_transforms("vitb16-mae-endovit")(image)
-    expected = [(128 / 255 - m) / s for m, s in zip(ENDOVIT_MEAN, ENDOVIT_STD, strict=True)]
-    assert out.shape == (1, 3, 224, 224)  # resized to 224 without a crop
+    out = ssl4gie.load_transforms(name)(image)
+    expected = [(128 / 255 - m) / s for m, s in zip(mean, std, strict=True)]
+    assert out.shape == (1, 3, size, size)
     torch.testing.assert_close(out[0, :, 0, 0], torch.tensor(expected), atol=1e-5, rtol=0)
+
+
+def test_endovit_is_pinned_and_resized_without_a_crop():
+    card = ssl4gie.backbone_card("vitb16-mae-endovit")
+    assert "/resolve/ec9828cfb28a04e4920a54ca4411ed6d6216e345/pytorch_model.bin" in card.url
+    assert card.crop_pct == 1.0 and card.format == "endovit"
 
 
 # -- SurgeNetXL DINOv1-v3 ------------------------------------------------------------------------
