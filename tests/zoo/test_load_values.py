@@ -87,6 +87,7 @@ def test_a_loaded_model_gives_the_same_transform(resnet18_export, card):
 
 def test_features_only_keeps_every_source_weight(resnet18_export):
     folder, model = resnet18_export
+    torch.manual_seed(123)  # the suite seeds 0 per test: a random init could equal the source's
     maps = ssl4gie.load_backbone(folder, features_only=True)
     source = model.state_dict()
     state = maps.state_dict()
