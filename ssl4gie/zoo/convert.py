@@ -509,9 +509,18 @@ def convert_file(
 
 
 def summarize_dropped(dropped: list[str]) -> str:
-    """``"projector.* (4), momentum_encoder.* (62)"``: dropped keys grouped by first part."""
+    """``"projector.* (4), temporal_attn.* (12)"``: dropped keys grouped by their first part that
+    names a layer (past ``module.``, ``backbone.``, ``blocks.<i>.`` wrappers).
+
+    >>> summarize_dropped(["module.backbone.blocks.0.temporal_fc.bias", "module.head.w", "fc.b"])
+    'temporal_fc.* (1), head.* (1), fc.* (1)'
+    """
     groups: dict[str, int] = {}
     for key in dropped:
-        head = key.split(".")[0] if not key.startswith("module.") else ".".join(key.split(".")[:2])
+        parts = [p for p in key.split(".")[:-1] if p not in _WRAPPERS and not p.isdigit()]
+        head = parts[0] if parts else key.split(".")[-1]
         groups[head] = groups.get(head, 0) + 1
     return ", ".join(f"{head}.* ({count})" for head, count in groups.items()) or "nothing"
+
+
+_WRAPPERS = ("module", "backbone", "blocks", "model", "trunk")
