@@ -102,17 +102,29 @@ def probe_order(config: StudyConfig, probes: list[dict[str, Any]]) -> dict[str, 
 
 
 def encoder_cells(config: StudyConfig) -> list[Cell]:
-    """The probe cells, then (once every probe cell has its result) the fine-tune cells of each
-    task's ``top_k`` encoders; seeds innermost, so the list only grows as the study runs."""
+    """The probe cells, then (once every probe cell has run: finished, or failed with
+    ``error.txt``) the fine-tune cells of each task's ``top_k`` encoders, leaving out those
+    whose probe failed; seeds innermost, so the list only grows as the study runs."""
+    from ssl4gie.studies.runner import ERROR
+
     probes = _probe_cells(config)
-    paths = [config.out_dir / "cells" / cell.id / RESULT for cell in probes]
-    if not all(path.is_file() for path in paths):
+    folders = [config.out_dir / "cells" / cell.id for cell in probes]
+    if not all((f / RESULT).is_file() or (f / ERROR).is_file() for f in folders):
         return probes
-    order = probe_order(config, [json.loads(path.read_text()) for path in paths])
+    finished = [json.loads((f / RESULT).read_text()) for f in folders if (f / RESULT).is_file()]
+    order = probe_order(config, finished)
+    probed = {c["cell"]["task"] for c in finished}
+    failed = {(c.task, c.backbone) for c in probes} - {
+        (c["cell"]["task"], c["cell"]["backbone"]) for c in finished
+    }
+    chosen = {
+        task: [b for b in order[task] if task not in probed or (task, b) not in failed]
+        for task in config.tasks
+    }
     return probes + [
         Cell(task, backbone, "finetune", _fraction(config), seed)
         for task in config.tasks
-        for backbone in order[task][: config.top_k]
+        for backbone in chosen[task][: config.top_k]
         for seed in config.seeds
     ]
 

@@ -77,6 +77,7 @@ def test_encoders_rank_probe_and_finetune(study_files, constant_encoder, capsys)
             "resnet": {"backbone": "test_resnet"},
             "constant": {"backbone": constant_encoder},
             "convnext": {"backbone": "test_convnext"},
+            "broken": {"backbone": "test_resnet", "backbone_kwargs": {"no_such_argument": 1}},
         },
         tasks={
             "landmarks": {"config": str(folder / "landmarks.yaml")},
@@ -85,10 +86,10 @@ def test_encoders_rank_probe_and_finetune(study_files, constant_encoder, capsys)
     )
     config = load_config(path)
     probes = expand(config)  # before any result: the probe cells only, classification tasks
-    assert {(c.task, c.mode) for c in probes} == {("landmarks", "probe")} and len(probes) == 6
+    assert {(c.task, c.mode) for c in probes} == {("landmarks", "probe")} and len(probes) == 8
 
-    assert main(["study", "encoders", "--config", path]) == 0
-    assert "10 cells run, 0 finished before, 0 failed" in capsys.readouterr().out
+    assert main(["study", "encoders", "--config", path]) == 1  # the broken encoder's probes
+    assert "10 cells run, 0 finished before, 2 failed" in capsys.readouterr().out
     cells = json.loads((config.out_dir / "report" / "results.json").read_text())
     probe = {
         (c["cell"]["backbone"], c["cell"]["seed"]): c["metrics"]
@@ -97,7 +98,7 @@ def test_encoders_rank_probe_and_finetune(study_files, constant_encoder, capsys)
     }
     linear = {
         b: mean_std([probe[b, s]["test_linear_accuracy"] for s in (0, 1)])[0]
-        for b in config.backbones
+        for b in ("resnet", "constant", "convnext")
     }
     # constant features: every test image gets the same class, so both accuracies are the
     # share of one class among the test labels
@@ -117,8 +118,9 @@ def test_encoders_rank_probe_and_finetune(study_files, constant_encoder, capsys)
     with open(config.out_dir / "report" / "ranking.csv") as handle:
         ranking = [row for row in csv.DictReader(handle)]
     landmarks = [row for row in ranking if row["task"] == "landmarks"]
-    assert [row["encoder"] for row in landmarks] == sorted(linear, key=lambda b: -linear[b])
-    assert [row["finetune_seeds"] for row in landmarks] == ["2", "0", "0"]
+    ranked = sorted(linear, key=lambda b: -linear[b])
+    assert [row["encoder"] for row in landmarks] == [*ranked, "broken"]
+    assert [row["finetune_seeds"] for row in landmarks] == ["2", "0", "0", "0"]
     values = [
         c["metrics"]["test_f1"]
         for c in cells
@@ -126,11 +128,12 @@ def test_encoders_rank_probe_and_finetune(study_files, constant_encoder, capsys)
     ]
     assert math.isclose(float(landmarks[0]["finetune_mean"]), mean_std(values)[0], abs_tol=1e-9)
     assert math.isclose(float(landmarks[0]["finetune_std"]), mean_std(values)[1], abs_tol=1e-9)
-    for row in landmarks:
+    for row in landmarks[:3]:
         assert math.isclose(float(row["linear_mean"]), linear[row["encoder"]], abs_tol=1e-9)
 
     text = (config.out_dir / "report" / "README.md").read_text()
-    assert "| 3 | constant |" in text  # the useless encoder ranks last
+    assert "| 3 | constant |" in text  # the useless encoder ranks last of those probed
+    assert "| 4 | broken | – | – | – | – | – | – |" in text
     assert "0.100, 0.200, 0.300 / 0.400, 0.500, 0.600 |" in text  # normalised by its card
     timm_mean = timm.create_model("test_resnet").pretrained_cfg["mean"]
     assert ", ".join(f"{v:.3f}" for v in timm_mean) in text.split("| resnet |")[1].splitlines()[0]
@@ -138,7 +141,7 @@ def test_encoders_rank_probe_and_finetune(study_files, constant_encoder, capsys)
     assert len(list((config.out_dir / "features").glob("landmarks__*.pt"))) == 2 + 1 + 2
 
     again = run_study(load_config(path), **SILENT)
-    assert again.ran == [] and len(again.skipped) == 10
+    assert len(again.ran) == 0 and len(again.skipped) == 10 and len(again.failed) == 2
 
 
 def _cell(task, backbone, mode, seed, **metrics):
