@@ -168,7 +168,7 @@ def _export_checkpoint(path: str, folder: Path, checkpoint_format: str | None) -
 
 def folder_card(folder: Path) -> WeightsCard | None:
     """The card an ssl4gie export keeps in its config.json, or None."""
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config = _folder_config(folder)
     card = (config.get("ssl4gie") or {}).get("card")
     return WeightsCard.from_dict(card) if card else None
 
@@ -181,7 +181,7 @@ def _create_from_folder(
     card = card or folder_card(folder)
     if card is not None:
         kwargs = {"pretrained_cfg_overlay": card.input_config(), **kwargs}
-    architecture = _folder_architecture(folder)
+    architecture = _folder_config(folder)["architecture"]
     defaults = vit_defaults(architecture)
     loads_every_weight = kwargs["num_classes"] == 0 and not kwargs.get("features_only")
     if pretrained and loads_every_weight and architecture.startswith(("vit_", "deit")):
@@ -194,16 +194,19 @@ def _create_from_folder(
     return model
 
 
-def _folder_architecture(folder: Path) -> str:
-    """The timm architecture an export folder's ``config.json`` names (one-line errors)."""
-    config = folder / "config.json"
+def _folder_config(folder: Path) -> dict[str, Any]:
+    """An export folder's ``config.json``, checked to be timm's (one-line errors)."""
+    path = folder / "config.json"
     try:
-        return json.loads(config.read_text(encoding="utf-8"))["architecture"]
-    except (ValueError, KeyError, TypeError):
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        config = None
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
         raise InputError(
-            f"{config} is not a timm config (JSON with an 'architecture' entry); export the "
+            f"{path} is not a timm config (JSON with an 'architecture' entry); export the "
             "folder again"
-        ) from None
+        )
+    return config
 
 
 def _misfit(folder: Path, architecture: str, err: Exception) -> InputError:
@@ -267,5 +270,5 @@ def input_config(source: str | os.PathLike | nn.Module) -> dict[str, Any]:
     if is_zoo_name(source):
         return backbone_card(source).input_config()
     folder = weights_folder(source)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))["pretrained_cfg"]
+    config = _folder_config(folder)["pretrained_cfg"]
     return {key: config[key] for key in keys}
