@@ -281,7 +281,7 @@ def _probe_value(name: str):
 
 def encoder_row(results: Results, task: str, backbone: str) -> dict[str, Any]:
     """One encoder on one task: summaries (mean, std, n) of ``knn``, ``linear`` and
-    ``finetune``, mean wall time per cell and the normalisation."""
+    ``finetune``, mean wall time per cell and the normalisation (from any task's probe)."""
     axes = {"task": task, "backbone": backbone}
     probes = results.select(mode=PROBE, **axes)
     tuned = results.select(mode="finetune", **axes)
@@ -291,7 +291,7 @@ def encoder_row(results: Results, task: str, backbone: str) -> dict[str, Any]:
         "finetune": results.summary(mode="finetune", **axes),
         "probe_seconds": _seconds(probes),
         "finetune_seconds": _seconds(tuned),
-        "normalisation": _normalisation(probes),
+        "normalisation": _normalisation(results.select(mode=PROBE, backbone=backbone)),
     }
 
 
