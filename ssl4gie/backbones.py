@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from ssl4gie._timm import create_timm_backbone, timm_names
+from ssl4gie._timm import check_timm_name, create_timm_backbone, timm_names
 from ssl4gie.zoo.load import load_backbone
 from ssl4gie.zoo.registry import is_zoo_name
 
@@ -31,6 +31,12 @@ def is_weights_source(name: str) -> bool:
     if name.startswith("hf-hub:") or is_zoo_name(name):
         return True
     return name.split(".", 1)[0] not in timm_names() and Path(name).exists()
+
+
+def check_backbone_name(name: str) -> str:
+    """Return ``name`` if :func:`create_backbone` can resolve it (a weights source or a timm
+    name), else raise InputError listing close zoo and timm names; builds nothing."""
+    return name if is_weights_source(name) else check_timm_name(name)
 
 
 def create_backbone(name: str, pretrained: bool | None = None, **timm_kwargs: Any) -> nn.Module:

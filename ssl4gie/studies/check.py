@@ -40,13 +40,10 @@ def check_config(config: StudyConfig) -> list[str]:
 
 
 def _backbone_name_problem(name: str) -> str | None:
-    from ssl4gie._timm import check_timm_name
-    from ssl4gie.backbones import is_weights_source
+    from ssl4gie.backbones import check_backbone_name
 
-    if is_weights_source(name):
-        return None
     try:
-        check_timm_name(name)
+        check_backbone_name(name)
     except InputError as err:
         return str(err).split(";")[0]
     return None
