@@ -63,14 +63,16 @@ TRUNCATION_SLACK_S = 0.5
 """Seconds the demuxed packets may end before the stated duration (a last frame's length, an
 audio track slightly longer than the video) before a video counts as truncated."""
 _OPEN_VIDEOS = 4  # videos each process keeps open
+_FORKED: list = []  # a forked process's copies of its parent's open videos, never freed
 _UNKNOWN_CODEC = re.compile(r"Video: none \((\S+) /")  # FFmpeg's log line naming the tag
 
 
 @dataclass(frozen=True)
 class VideoInfo:
     """One readable video: ``name`` (relative POSIX path under the root), its ``codec``,
-    ``width`` x ``height``, ``seconds`` (stated duration), the stream's ``time_base`` and the
-    ``pts`` of its sampled frames (in ``time_base`` units, increasing)."""
+    ``width`` x ``height``, ``seconds`` (stated duration), the stream's ``time_base``, the
+    ``pts`` of its sampled frames (in ``time_base`` units, increasing) and the ``keys``, the
+    keyframe at or before each."""
 
     name: str
     codec: str
@@ -79,6 +81,7 @@ class VideoInfo:
     seconds: float
     time_base: Fraction
     pts: list[int]
+    keys: list[int]
 
     def times(self) -> list[float]:
         """Seconds of the sampled frames from the first frame of the video."""
@@ -170,14 +173,15 @@ def _stated_seconds(container, stream) -> float | None:
     return container.duration / av.time_base if container.duration else None
 
 
-def _demuxed_pts(container, stream, path: Path) -> list[int]:
-    """Presentation timestamps of every video packet, sorted; raises if the packets end
-    :data:`TRUNCATION_SLACK_S` before the stated duration."""
-    pts, last_end = [], 0
+def _demuxed_pts(container, stream) -> tuple[list[int], list[int]]:
+    """Presentation timestamps of every video packet and of the keyframes, sorted; raises if
+    the packets end :data:`TRUNCATION_SLACK_S` before the stated duration."""
+    pts, keys, last_end = [], [], 0
     for packet in container.demux(stream):
         stamp = packet.pts if packet.pts is not None else packet.dts
         if packet.size and stamp is not None:
             pts.append(stamp)
+            keys += [stamp] if packet.is_keyframe else []
             last_end = max(last_end, stamp + (packet.duration or 0))
     if not pts:
         raise UnreadableImageError("no video frames")
@@ -186,21 +190,63 @@ def _demuxed_pts(container, stream, path: Path) -> list[int]:
     ends = float((last_end - pts[0]) * stream.time_base)
     if stated is not None and ends < stated - TRUNCATION_SLACK_S:
         raise UnreadableImageError(f"truncated: its frames end at {ends:.1f} s of {stated:.1f} s")
-    return pts
+    return pts, sorted(keys)
 
 
-def seek_frame(container, stream, pts: int) -> av.VideoFrame:
-    """The frame of ``stream`` at ``pts`` (or the first after it): seek to the keyframe at or
-    before it and decode forward; from the start if the seek lands after it."""
-    for start in (pts, stream.start_time or 0):
-        container.seek(start, stream=stream, backward=True, any_frame=False)
-        for frame in container.decode(stream):
-            if frame.pts is None or frame.pts < pts:
-                continue
-            if frame.pts > pts and start == pts:
-                break  # the seek overshot (an imprecise container index): decode from the start
-            return frame
-    raise UnreadableImageError(f"no frame at pts {pts}: the video ends before it")
+def keyframes_before(pts: Sequence[int], keys: Sequence[int], first: int) -> list[int]:
+    """For each of ``pts``, the last of ``keys`` at or before it (``first`` if none is): where
+    decoding it starts."""
+    before = np.searchsorted(np.asarray(keys, dtype=np.int64), pts, side="right") - 1
+    return [int(keys[i]) if i >= 0 else first for i in before]
+
+
+def _frame_at(frames, pts: int, after_seek: bool) -> av.VideoFrame | None:
+    """The first frame from the decoder ``frames`` at or after ``pts``; None if it ends first,
+    or (``after_seek``) if its first frame is already past ``pts``: the seek overshot."""
+    for position, frame in enumerate(frames):
+        if frame.pts is None or frame.pts < pts:
+            continue
+        return None if after_seek and position == 0 and frame.pts > pts else frame
+    return None
+
+
+class OpenVideo:
+    """A video open for reading frames: a frame after the last one read, with no keyframe
+    between them, is reached by decoding on; any other is reached by a seek to the keyframe at
+    or before it (from the start if the container's index seeks past it)."""
+
+    def __init__(self, container, stream) -> None:
+        self.container, self.stream = container, stream
+        self.frames, self.last = iter(()), None
+
+    @classmethod
+    def open(cls, path: Path) -> OpenVideo:
+        """One decoder thread: loader workers decode in parallel already."""
+        container = av.open(str(path))
+        stream = _video_stream(container)
+        stream.codec_context.thread_count = 1
+        return cls(container, stream)
+
+    def _seek(self, pts: int) -> None:
+        self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
+        self.frames = self.container.decode(self.stream)
+
+    def read(self, pts: int, key: int) -> av.VideoFrame:
+        """The frame at ``pts`` (or the first after it); ``key``: the keyframe at or before it."""
+        onward = self.last is not None and key <= self.last < pts
+        if not onward:
+            self._seek(key)
+        frame = _frame_at(self.frames, pts, after_seek=not onward)
+        if frame is None:
+            self._seek(self.stream.start_time or 0)
+            frame = _frame_at(self.frames, pts, after_seek=False)
+        if frame is None:
+            raise UnreadableImageError(f"no frame at pts {pts}: the video ends before it")
+        self.last = frame.pts
+        return frame
+
+    def close(self) -> None:
+        self.container.close()
 
 
 def _rgb(frame: av.VideoFrame) -> torch.Tensor:
@@ -225,14 +271,20 @@ def _distinct(container, stream, pts: list[int], threshold: float) -> list[int]:
 
 
 def probe_video(path: Path, fps, every, threshold: float | None) -> dict:
-    """``{"codec", "width", "height", "seconds", "time_base": [num, den], "pts"}`` of a video's
-    sampled frames (raising on a bad video); the first is decoded to check the codec."""
+    """``{"codec", "width", "height", "seconds", "time_base": [num, den], "pts", "keys"}`` of a
+    video's sampled frames and the keyframes before them (raising on a bad video); the first
+    frame is decoded to check the codec."""
     container, stream = _open_checked(path)
     with container:
-        pts = sample_pts(_demuxed_pts(container, stream, path), stream.time_base, fps, every)
-        seek_frame(container, stream, pts[0])
+        every_pts, keys = _demuxed_pts(container, stream)
+        pts = sample_pts(every_pts, stream.time_base, fps, every)
+        keys = keyframes_before(pts, keys, every_pts[0])
+        OpenVideo(container, stream).read(pts[0], keys[0])
         if threshold is not None:
-            pts = _distinct(container, stream, pts, threshold)
+            kept = set(_distinct(container, stream, pts, threshold))
+            pts, keys = zip(
+                *[(p, k) for p, k in zip(pts, keys, strict=True) if p in kept], strict=True
+            )
         context = stream.codec_context
         return {
             "codec": context.name,
@@ -240,7 +292,8 @@ def probe_video(path: Path, fps, every, threshold: float | None) -> dict:
             "height": context.height,
             "seconds": _stated_seconds(container, stream) or 0.0,
             "time_base": [stream.time_base.numerator, stream.time_base.denominator],
-            "pts": pts,
+            "pts": list(pts),
+            "keys": list(keys),
         }
 
 
@@ -306,7 +359,9 @@ class VideoFrames(_Reader):
     "index"}``, at ``size`` (None: as stored, for aspect-true pretraining input).
 
     ``images`` holds each frame's video file, ``video_ids`` (also ``groups``) its path under
-    ``root``, ``times`` its seconds from the start of the video, ``pts`` its timestamp.
+    ``root``, ``times`` its seconds from the start of the video, ``pts`` its timestamp and
+    ``keys`` that of the keyframe its decoding starts from. Reading the frames of a video in
+    order decodes it once (between keyframes), not once per frame.
 
     Args:
         root: folder of videos (searched recursively).
@@ -336,37 +391,35 @@ class VideoFrames(_Reader):
         if not self.index.videos:
             suffixes = ", ".join(sorted(VIDEO_SUFFIXES))
             raise InputError(f"no readable video under {self.index.root}; expected {suffixes}")
-        frames = [(video, pts) for video in self.index.videos for pts in video.pts]
-        self.images = [self.index.root / video.name for video, _ in frames]
-        self.video_ids = [video.name for video, _ in frames]
+        videos = self.index.videos
+        self.images = [self.index.root / video.name for video in videos for _ in video.pts]
+        self.video_ids = [video.name for video in videos for _ in video.pts]
         self.groups = self.video_ids
-        self.pts = [pts for _, pts in frames]
-        self.times = [time for video in self.index.videos for time in video.times()]
-        self._open: dict[Path, tuple] = {}
+        self.pts = [pts for video in videos for pts in video.pts]
+        self.keys = [key for video in videos for key in video.keys]
+        self.times = [time for video in videos for time in video.times()]
+        self._open: dict[Path, OpenVideo] = {}
         self._pid = os.getpid()
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_open": {}}  # open videos stay with their process
 
-    def _container(self, path: Path) -> tuple:
-        """``(container, stream)`` of ``path``, kept open per process (the last few)."""
-        if self._pid != os.getpid():  # a forked loader worker: the parent's files are not ours
+    def _video(self, path: Path) -> OpenVideo:
+        """``path`` open for reading, kept open per process (the last few used)."""
+        if self._pid != os.getpid():  # a forked loader worker: the parent's videos are not ours
+            _FORKED.append(self._open)  # and freeing a decoder copied by fork can hang
             self._open, self._pid = {}, os.getpid()
         if path not in self._open:
             if len(self._open) >= _OPEN_VIDEOS:
                 self._close(next(iter(self._open)))
-            container = av.open(str(path))
-            stream = _video_stream(container)
-            stream.codec_context.thread_count = 1  # loader workers decode in parallel already
-            self._open[path] = (container, stream)
+            self._open[path] = OpenVideo.open(path)
         self._open[path] = self._open.pop(path)  # most recently used last
         return self._open[path]
 
     def _load(self, i: int) -> dict[str, torch.Tensor]:
         path = self.images[i]
         try:
-            container, stream = self._container(path)
-            frame = seek_frame(container, stream, self.pts[i])
+            frame = self._video(path).read(self.pts[i], self.keys[i])
         except (av.FFmpegError, OSError) as err:
             self._close(path)
             where = f"{path} at {self.times[i]:.3f} s"
@@ -377,4 +430,4 @@ class VideoFrames(_Reader):
         """Close ``path`` if open here (a failed read may leave its decoder in a bad state)."""
         opened = self._open.pop(path, None)
         if opened is not None:
-            opened[0].close()
+            opened.close()

@@ -44,10 +44,11 @@ def texture(seed: int) -> np.ndarray:
 
 
 def write_video(path: Path, pictures, codec: str = "libx264", **options: str) -> Path:
-    """Encode ``pictures`` (uint8 ``[H, W, 3]`` arrays) at 25 fps; ``options`` go to the muxer."""
+    """Encode ``pictures`` (uint8 ``[H, W, 3]`` arrays) at 25 fps; ``options`` go to the
+    encoder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream(codec, rate=RATE)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=RATE, options=options)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         for picture in pictures:
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
@@ -93,6 +94,31 @@ def test_every_nth_frame_read_in_any_order(tmp_path):
     expected = list(range(0, 250, 7))
     assert codes(frames) == expected
     assert codes(frames, reversed(range(len(frames)))) == expected[::-1]
+
+
+def test_frames_in_order_decode_on_without_seeking(tmp_path, monkeypatch):
+    """One keyframe (x264's default interval, 250, covers the 10 s; no keyframes at scene cuts):
+    reading the 1 fps frames in order seeks once and decodes on; backwards, every read seeks to
+    the keyframe."""
+    counting(tmp_path / "clip.mp4", sc_threshold="0")
+    frames = VideoFrames(tmp_path, size=None, cache_dir=tmp_path / "cache")
+    assert set(frames.keys) == {frames.pts[0]}
+    seeks = []
+    real_seek = video_module.OpenVideo._seek
+    monkeypatch.setattr(video_module.OpenVideo, "_seek", lambda self, pts: (
+        seeks.append(pts), real_seek(self, pts))[1])  # fmt: skip
+    assert codes(frames) == list(range(0, 250, 25))
+    assert seeks == [frames.pts[0]]
+    frames._close(tmp_path / "clip.mp4")
+    assert codes(frames, reversed(range(10))) == list(range(225, -1, -25))
+    assert len(seeks) == 1 + 10
+
+
+def test_keyframes_before_by_hand():
+    """The keyframe at or before each frame; a frame before every keyframe starts at the first
+    frame."""
+    keys = video_module.keyframes_before([5, 10, 11, 30, 2], [3, 10, 20], first=0)
+    assert keys == [3, 10, 10, 20, 0]
 
 
 def test_fps_sampling_by_hand():
