@@ -24,6 +24,8 @@ SAMPLES = {
     "`isinstance(treespec, TreeSpec) and treespec.is_leaf()` instead.",
     "lightning.pytorch.trainer.configuration_validator": "You defined a `validation_step` but "
     "have no `val_dataloader`. Skipping val loop.",
+    "lightning.pytorch.loops.fit_loop": "Found 94 module(s) in eval mode at the start of "
+    "training. This may lead to unexpected behavior during training.",
     "torchmetrics.utilities.prints": "No positive samples in targets, true positive value "
     "should be meaningless. Returning zero tensor in true positive score",
 }
@@ -85,6 +87,26 @@ def test_known_log_lines_are_dropped_and_others_kept(quiet_here, caplog):
         "Restoring states from the checkpoint path at last.ckpt",
         "GPU available: True",
     ]
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_a_task_sets_its_backbones_mode_whatever_mode_it_was_loaded_in(monkeypatch, frozen):
+    """Why hiding Lightning's 'Found N module(s) in eval mode' is safe: load_backbone hands out
+    eval-mode models (zoo names, folders), and the task must fine-tune batch norm."""
+    import timm
+
+    from ssl4gie.tasks import ClassificationTask, base
+
+    loaded = lambda name, pretrained=None, **kwargs: timm.create_model(  # noqa: E731
+        "resnet18", num_classes=0, **kwargs
+    ).eval()
+    monkeypatch.setattr(base, "create_backbone", loaded)
+    task = ClassificationTask(
+        "some-zoo-name", num_classes=3, mode="linear" if frozen else "finetune"
+    )
+    modes = {module.training for module in task.backbone.modules()}
+    assert modes == {not frozen} and task.head.training
+    assert all(p.requires_grad != frozen for p in task.backbone.parameters())
 
 
 LIBRARY_LINE = re.compile(r"(site|dist)-packages[/\\](?!ssl4gie)|💡|Warning: ")

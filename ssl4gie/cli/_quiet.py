@@ -21,6 +21,10 @@ WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
     # keeps its validation_step for the probe (Lightning then skips the loop, as it says).
     (r"You defined a `validation_step` but have no `val_dataloader`", UserWarning,
      r"lightning\.pytorch\.trainer\.configuration_validator"),
+    # Lightning keeps each module's train/eval mode at fit start; TaskModule sets its backbone's
+    # mode itself (train, or eval when frozen: a linear probe), tested in tests/test_quiet.py.
+    (r"Found \d+ module\(s\) in eval mode at the start of training", UserWarning,
+     r"lightning\.pytorch\.loops\.fit_loop"),
     # torchmetrics' ROC (behind macro AUROC) when a class has no sample in a small val/test
     # split: AUROC is a logged extra, the tasks monitor F1/Dice/loss (torchmetrics roc.py).
     (r"No (positive|negative) samples in targets", UserWarning,
