@@ -39,9 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
-import av.logging
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -56,6 +55,9 @@ from ssl4gie.data.near_duplicates import (
     scene_descriptors,
 )
 from ssl4gie.errors import InputError
+
+if TYPE_CHECKING:
+    import av
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 DEFAULT_FPS = 1.0
@@ -140,6 +142,18 @@ def sample_pts(pts: Sequence[int], time_base: Fraction, fps: float | None, every
     return [int(pts[i]) for i in chosen[chosen < len(pts)]]
 
 
+def _pyav():
+    """PyAV, imported on first use: the ``video`` extra, needed only where there are videos."""
+    try:
+        import av
+        import av.logging
+    except ImportError as err:
+        raise InputError(
+            f"reading videos needs PyAV ({err}); install it: pip install 'ssl4gie[video]'"
+        ) from err
+    return av
+
+
 def _video_stream(container) -> av.VideoStream:
     if not container.streams.video:
         raise UnreadableImageError("no video stream")
@@ -149,6 +163,7 @@ def _video_stream(container) -> av.VideoStream:
 def _open_checked(path: Path):
     """Open ``path`` and its first video stream; an unknown codec raises with its tag, as
     FFmpeg logs it (PyAV gives no codec context for it)."""
+    av = _pyav()
     level = av.logging.get_level()
     av.logging.set_level(av.logging.WARNING)
     try:
@@ -170,7 +185,7 @@ def _stated_seconds(container, stream) -> float | None:
     """The duration the header states: the stream's, else the container's."""
     if stream.duration:
         return float(stream.duration * stream.time_base)
-    return container.duration / av.time_base if container.duration else None
+    return container.duration / 1_000_000 if container.duration else None  # AV_TIME_BASE
 
 
 def _demuxed_pts(container, stream) -> tuple[list[int], list[int]]:
@@ -222,7 +237,7 @@ class OpenVideo:
     @classmethod
     def open(cls, path: Path) -> OpenVideo:
         """One decoder thread: loader workers decode in parallel already."""
-        container = av.open(str(path))
+        container = _pyav().open(str(path))
         stream = _video_stream(container)
         stream.codec_context.thread_count = 1
         return cls(container, stream)
@@ -299,6 +314,7 @@ def probe_video(path: Path, fps, every, threshold: float | None) -> dict:
 
 def _verdict(root: Path, name: str, fps, every, threshold) -> tuple[str, dict | None]:
     """``("", info)`` for a readable video, ``(reason, None)`` for a bad one."""
+    av = _pyav()
     try:
         return "", probe_video(root / name, fps, every, threshold)
     except (av.FFmpegError, OSError, ValueError) as err:  # UnreadableImageError is an OSError
@@ -417,7 +433,7 @@ class VideoFrames(_Reader):
         return self._open[path]
 
     def _load(self, i: int) -> dict[str, torch.Tensor]:
-        path = self.images[i]
+        path, av = self.images[i], _pyav()
         try:
             frame = self._video(path).read(self.pts[i], self.keys[i])
         except (av.FFmpegError, OSError) as err:

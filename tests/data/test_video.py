@@ -4,6 +4,7 @@ an 8-bit bar code, so each test checks which frame came back."""
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -261,3 +262,14 @@ def test_cli_index_lists_videos(tmp_path, capsys):
     assert re.search(r"clip\.mp4: 3 frames \(h264 64x48, 3\.0 s\)", out)
     assert "3 frames (1 frame in 25) from 1 video(s)" in out
     assert "1 unreadable video(s) skipped" in out
+
+
+def test_without_pyav_only_videos_need_it(tmp_path, monkeypatch):
+    """PyAV is the optional ``video`` extra: an image folder indexes without it; a video names
+    the extra to install."""
+    counting(tmp_path / "v" / "clip.mp4", seconds=1)
+    (tmp_path / "images").mkdir()
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+    assert build_video_index(tmp_path / "images", cache_dir=tmp_path / "c").videos == []
+    with pytest.raises(InputError, match=r"pip install 'ssl4gie\[video\]'"):
+        VideoFrames(tmp_path / "v", size=None, cache_dir=tmp_path / "c")
