@@ -58,10 +58,28 @@ def write(path: Path, content: str | bytes) -> str:
     return str(path)
 
 
-def full_disk(env) -> None:
-    """``shutil.disk_usage`` reports 1 MiB free from now on (in this test)."""
+def full_disk(env, argv: list[str]) -> list[str]:
+    """``argv``, run where ``shutil.disk_usage`` reports 1 MiB free (in this test)."""
     usage = type(shutil.disk_usage("/"))
     env.monkeypatch.setattr("ssl4gie._io.shutil.disk_usage", lambda path: usage(2**40, 0, 2**20))
+    return argv
+
+
+def unwritable(env) -> SimpleNamespace:
+    """``env``, where creating a temporary folder is refused as for a read-only folder."""
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    env.monkeypatch.setattr("tempfile.mkdtemp", refuse)
+    return env
+
+
+def runs_is_a_file(env) -> list[str]:
+    """A pretraining command run where ``runs`` (the log folder) is a file."""
+    env.monkeypatch.chdir(env.tmp)
+    write(env.tmp / "runs", "x")
+    return pretrain_config(env, BARLOW + "    projector_dims: [32, 32]\n" + SOURCES % env.tmp)
 
 
 class _RunsCode:
@@ -80,6 +98,12 @@ def export_copy(env, name: str) -> Path:
     """A copy of the session's resnet18 export folder at ``tmp/name``."""
     folder = env.tmp / name
     shutil.copytree(env.export, folder)
+    return folder
+
+
+def without_weights(env) -> Path:
+    folder = export_copy(env, "bare")
+    (folder / "model.safetensors").unlink()
     return folder
 
 
@@ -182,8 +206,8 @@ CASES = [
          lambda env: ["data", "synth", "--layout", "kvasir", "--root", str(env.tmp), "--n", "2"]),
     Case("synth-root-full", "ssl4gie data synth", "--root: a folder that holds files",
          "is not empty", "choose a new folder or empty this one", T,
-         lambda env: [write(env.tmp / "keep.txt", "x") and "data", "synth", "--layout",
-                      "kvasir-seg", "--root", str(env.tmp), "--n", "2"]),
+         lambda env: ["data", "synth", "--layout", "kvasir-seg", "--root",
+                      str(Path(write(env.tmp / "keep.txt", "x")).parent), "--n", "2"]),
     Case("synth-root-file", "ssl4gie data synth", "--root: a file", "is a file",
          "choose a new or empty folder", "{tmp}/f",
          lambda env: ["data", "synth", "--layout", "kvasir-seg", "--root",
@@ -196,6 +220,10 @@ CASES = [
     Case("index-missing", "ssl4gie data index", "a folder that does not exist", "does not exist",
          "give the folder of images to index", "{tmp}/none",
          lambda env: ["data", "index", str(env.tmp / "none")]),
+    Case("index-cache", "ssl4gie data index", "--cache-dir inside a file", "lies inside the file",
+         "choose a folder path", "--cache-dir",
+         lambda env: ["data", "index", str(env.tmp), "--cache-dir",
+                      write(env.tmp / "f", "x") + "/sub"]),
     Case("views-recipe", "ssl4gie data show-views", "a misspelt --recipe",
          "unknown recipe 'byl'", "did you mean", "byl",
          lambda env: ["data", "show-views", "--recipe", "byl", "--root", str(env.tmp),
@@ -244,8 +272,7 @@ CASES = [
                       str(Path(write(env.tmp / "full/keep.txt", "x")).parent)]),
     Case("export-no-space", "ssl4gie zoo export", "a disk without room for the weights",
          "would write about", "choose a destination with more space", T,
-         lambda env: [full_disk(env), "zoo", "export", env.checkpoint,
-                      str(env.tmp / "out")][1:]),
+         lambda env: full_disk(env, ["zoo", "export", env.checkpoint, str(env.tmp / "out")])),
     Case("zoo-info", "ssl4gie zoo info", "a misspelt zoo name", "unknown zoo name",
          "did you mean", "resnet50-barlow-hkk", lambda env: ["zoo", "info", "resnet50-barlow-hkk"]),
     Case("zoo-list", "ssl4gie zoo list", "a pattern that matches nothing",
@@ -275,6 +302,8 @@ CASES = [
          "no such checkpoint", "'last' to resume", "{tmp}/none.ckpt",
          lambda env: [*pretrain_config(env, BARLOW + SOURCES % env.tmp),
                       "--ckpt_path", str(env.tmp / "none.ckpt")]),
+    Case("runs-file", "ssl4gie pretrain", "runs/, where logs and checkpoints go, is a file",
+         "lies inside the file", "choose a folder path", "runs/pretrain", runs_is_a_file),
     Case("finetune-yaml", "ssl4gie finetune", "a YAML syntax error in --config",
          "line 2, column 1: YAML syntax error", "fix the file there", "{tmp}/bad.yaml",
          lambda env: ["finetune", "fit", "--config", write(env.tmp / "bad.yaml", "data: [\n")]),
@@ -296,8 +325,7 @@ CASES = [
          lambda env: load_backbone(other_config(env))),
     Case("load-no-weights", "load_backbone", "an export folder without model.safetensors",
          "has no model.safetensors", "export the folder again", "{tmp}/bare",
-         lambda env: load_backbone(
-             [(f := export_copy(env, "bare")), (f / "model.safetensors").unlink()][0])),
+         lambda env: load_backbone(without_weights(env))),
     Case("load-bad-config", "load_backbone", "a config.json that is not JSON",
          "is not a timm config", "export the folder again", "{tmp}/broken/config.json",
          lambda env: load_backbone(Path(write(env.tmp / "broken/config.json", "{arch")).parent)),
@@ -333,8 +361,7 @@ CASES = [
          lambda env: synth(env, root=Path(write(env.tmp / "f", "x")) / "sub")),
     Case("synth-api-unwritable", "synthesize", "a root in a folder you cannot write",
          "cannot write in", "choose a writable folder", T,
-         lambda env: [env.monkeypatch.setattr("tempfile.mkdtemp", _permission_denied),
-                      synth(env)][1]),
+         lambda env: synth(unwritable(env))),
     Case("source-missing", "PretrainDataModule", "a data root that does not exist",
          "does not exist", "as unpacked from its release", "{tmp}/none",
          lambda env: pretrain_data(env, sources=[
@@ -355,10 +382,6 @@ CASES = [
          "(w, h); its image", "(40, 30)", "{tmp}/seg/masks/a.jpg",
          lambda env: mismatched_mask(kvasir_folders(env))),
 ]  # fmt: skip
-
-
-def _permission_denied(*args, **kwargs):
-    raise PermissionError(13, "Permission denied")
 
 
 @pytest.fixture(scope="module")

@@ -69,11 +69,13 @@ def index(args: argparse.Namespace) -> int:
     """Build (or refresh) the cached indexes of a folder and say what they found."""
     from pathlib import Path
 
-    from ssl4gie.data.index import build_index
+    from ssl4gie._io import check_writable
+    from ssl4gie.data.index import build_index, default_cache_dir
     from ssl4gie.data.video import build_video_index
 
     if not Path(args.root).is_dir():
         raise InputError(f"folder {args.root} does not exist; give the folder of images to index")
+    check_writable(args.cache_dir or default_cache_dir(), "--cache-dir")
     found = build_index(args.root, args.cache_dir, progress=not args.quiet)
     videos = build_video_index(
         args.root, args.fps, args.every, args.drop_near_duplicates, cache_dir=args.cache_dir,

@@ -153,6 +153,9 @@ def default_loggers(kind: str) -> list:
     """CSV and TensorBoard loggers writing into one ``runs/<kind>/version_N`` folder."""
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from ssl4gie._io import check_writable
+
+    check_writable(Path("runs", kind), "the log and checkpoint folder")
     csv = CSVLogger("runs", name=kind)
     return [csv, TensorBoardLogger("runs", name=kind, version=csv.version)]
 
