@@ -65,7 +65,7 @@ def remove_leftovers(final: str | os.PathLike) -> list[Path]:
         else:
             path.unlink(missing_ok=True)
         removed.append(path)
-        warnings.warn(f"removed {path}, left by an interrupted run", stacklevel=3)
+        warnings.warn(f"removed {path}, left by an interrupted run", stacklevel=4)
     return removed
 
 
