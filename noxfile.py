@@ -7,9 +7,14 @@ pyproject.toml is unchanged. ``SSL4GIE_NOX_ENVDIR`` moves it (CI keeps it in ~/.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
+import shutil
+import sqlite3
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nox
@@ -107,3 +112,135 @@ def docs(session: nox.Session) -> None:
     bindir = project_env(session, "dev,docs")
     run_in(session, bindir, "python", str(ROOT / "docs" / "check_docstrings.py"))
     run_in(session, bindir, "mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
+
+
+# Mutation testing: module under ssl4gie/ -> (functions mutated, None for all; the tests that run)
+LOSSES = (
+    "barlow_twins",
+    "byol",
+    "depth",
+    "dice",
+    "dino",
+    "info_nce",
+    "mae",
+    "nt_xent",
+    "simmim",
+    "swav",
+)
+MUTANTS: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
+    **{f"losses/{name}.py": (None, (f"tests/losses/test_{name}.py",)) for name in LOSSES},
+    "losses/_checks.py": (None, tuple(f"tests/losses/test_{name}.py" for name in LOSSES)),
+    "methods/momentum.py": (
+        None,
+        ("tests/methods/test_momentum_update.py", "tests/methods/test_loss_composition.py"),
+    ),
+    "methods/schedules.py": (
+        None,
+        ("tests/methods/test_momentum_update.py", "tests/methods/test_schedules.py"),
+    ),
+    **{
+        f"methods/{name}.py": (("ssl_loss",), ("tests/methods/test_loss_composition.py",))
+        for name in ("mocov3", "byol", "simclr", "barlow_twins", "swav")
+    },
+    "methods/dino.py": (
+        ("ssl_loss", "teacher_temperature", "cosine_weight_decay", "features_by_resolution"),
+        ("tests/methods/test_loss_composition.py", "tests/methods/test_momentum_update.py"),
+    ),
+    "methods/mae.py": (
+        ("random_masking", "MAEDecoder.forward"),
+        ("tests/methods/test_mae_unshuffle.py",),
+    ),
+    "tasks/metrics.py": (
+        None,
+        ("tests/tasks/test_metrics.py", "tests/tasks/test_perfect_outputs.py"),
+    ),
+    "data/splits.py": (None, ("tests/data/test_splits.py", "tests/data/test_leaks_by_hand.py")),
+    "data/near_duplicates.py": (
+        None,
+        ("tests/data/test_splits.py", "tests/data/test_leaks_by_hand.py"),
+    ),
+    "zoo/convert.py": (
+        None,
+        ("tests/zoo/test_convert.py", "tests/zoo/test_dino_full_checkpoint.py"),
+    ),
+}
+KILLED = ("ok_killed", "bad_timeout", "ok_suspicious")  # a timeout or slow-down is detected too
+
+
+@nox.session(venv_backend="none")
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the core with mutmut 2, never part of ``tests`` (about 60 minutes on
+    2 CPU cores); ``nox -s mutants -- tasks/metrics.py methods/momentum.py`` runs some modules.
+
+    Each module of ``MUTANTS`` is mutated in its own copy of the tree under
+    ``<envdir>/mutants`` (mutmut edits the source in place), two modules at a time, against its
+    own tests only; method files only in the functions named there. Prints the kill rate per
+    module and writes the diff of every surviving mutant to ``<envdir>/mutants/survivors.md``;
+    survivors judged equivalent are listed, with why, in tests/mutants-equivalent.md.
+    """
+    bindir = project_env(session)
+    run_in(session, bindir, "python", "-m", "pip", "install", "-q", "mutmut==2.5.1", "whatthepatch")
+    chosen = [module for module in MUTANTS if not session.posargs or module in session.posargs]
+    work = ENVDIR / "mutants"
+    shutil.rmtree(work, ignore_errors=True)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda module: _mutate(bindir, work, module), chosen))
+    lines = ["# Surviving mutants", ""]
+    for module, statuses, survivors in results:
+        killed, total = sum(s in KILLED for s in statuses), len(statuses)
+        rate = f"{100 * killed / total:.1f} %" if total else "no mutants (see log.txt)"
+        session.log(f"{module}: {killed} / {total} killed ({rate})")
+        lines += [f"## {module}: {killed} / {total} killed", "", *survivors]
+    (work / "survivors.md").write_text("\n".join(lines) + "\n")
+    session.log(f"surviving mutants: {work / 'survivors.md'}")
+
+
+def _mutate(bindir: Path, work: Path, module: str) -> tuple[str, list[str], list[str]]:
+    """Run mutmut on ``ssl4gie/<module>`` in a fresh copy; return its statuses and survivors."""
+    functions, tests = MUTANTS[module]
+    copy, target = work / module.replace("/", "-"), f"ssl4gie/{module}"
+    python = str(bindir / "python")
+    for folder in ("ssl4gie", "tests"):
+        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", copy)
+    runner = " ".join([python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests])
+    command = [python, "-m", "mutmut", "run", "--paths-to-mutate", target, "--runner", runner]
+    command += ["--tests-dir", "tests", "--no-progress", "--simple-output", "-b", "60"]
+    if functions:
+        (copy / "lines.patch").write_text(_function_lines_patch(copy / target, target, functions))
+        command += ["--use-patch-file", "lines.patch"]
+    env = {**os.environ, "PYTHONPATH": str(copy), "HF_HUB_OFFLINE": "1"}
+    with open(copy / "log.txt", "w") as log:
+        subprocess.run(command, cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if not (copy / ".mutmut-cache").exists():
+        return module, [], []
+    with sqlite3.connect(copy / ".mutmut-cache") as db:
+        rows = db.execute("SELECT id, status FROM mutant ORDER BY id").fetchall()
+    survivors = [_diff(python, copy, i) for i, status in rows if status == "bad_survived"]
+    return module, [status for _, status in rows if status != "skipped"], survivors
+
+
+def _diff(python: str, copy: Path, mutant: int) -> str:
+    show = [python, "-m", "mutmut", "show", str(mutant)]
+    diff = subprocess.run(show, cwd=copy, capture_output=True, text=True).stdout.strip()
+    return f"```diff\n{diff}\n```\n"
+
+
+def _function_lines_patch(path: Path, name: str, functions: tuple[str, ...]) -> str:
+    """A patch that adds the lines of ``functions`` (``f`` or ``Class.f``) of a module, for
+    mutmut's ``--use-patch-file`` (mutate these lines only)."""
+    tree = ast.parse(path.read_text())
+    spans = []
+    for node in tree.body:
+        members = node.body if isinstance(node, ast.ClassDef) else [node]
+        for member in members:
+            if isinstance(member, ast.FunctionDef):
+                qualified = f"{node.name}.{member.name}" if member is not node else member.name
+                if member.name in functions or qualified in functions:
+                    spans.append((member.lineno, member.end_lineno))
+    lines = path.read_text().splitlines()
+    hunks = [f"--- a/{name}", f"+++ b/{name}"]
+    for start, end in sorted(spans):
+        hunks.append(f"@@ -{start - 1},0 +{start},{end - start + 1} @@")
+        hunks += [f"+{line}" for line in lines[start - 1 : end]]
+    return "\n".join(hunks) + "\n"

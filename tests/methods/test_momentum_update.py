@@ -69,11 +69,26 @@ def test_the_copy_has_no_dropout_or_drop_path():
     assert online[0][1].p == 0.5 and online[0][2].drop_prob == 0.3
 
 
+def test_forward_and_update_build_no_graph():
+    online = [nn.Linear(3, 2)]
+    ema = MomentumEncoder(online, base_momentum=0.9)
+    x = torch.randn(4, 3, requires_grad=True)
+    assert not ema(x).requires_grad  # the keys / targets carry no gradient
+    ema.update(0.9)  # online parameters require grad: the update must not record it
+    assert all(not p.requires_grad and p.grad_fn is None for p in ema.encoder.parameters())
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.996, 1.0])
+def test_base_momentum_in_0_1_is_kept(momentum):
+    assert MomentumEncoder([nn.Linear(2, 2)], momentum).base_momentum == momentum
+
+
 @pytest.mark.parametrize("momentum", [-0.1, 1.5])
 def test_base_momentum_outside_0_1_is_refused(momentum):
     from ssl4gie.errors import InputError
 
-    with pytest.raises(InputError, match="base_momentum"):
+    message = rf"^base_momentum must be in \[0, 1\], got {momentum}$"
+    with pytest.raises(InputError, match=message):
         MomentumEncoder([nn.Linear(2, 2)], momentum)
 
 
