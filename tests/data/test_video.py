@@ -16,7 +16,7 @@ import torch
 
 from ssl4gie.cli import main as cli_main
 from ssl4gie.data import video as video_module
-from ssl4gie.data.datamodules import PretrainDataModule, Source, open_dataset
+from ssl4gie.data.datamodules import PretrainDataModule, Source, TaskDataModule, open_dataset
 from ssl4gie.data.video import VideoFrames, build_video_index, sample_pts
 from ssl4gie.errors import InputError
 
@@ -273,3 +273,28 @@ def test_without_pyav_only_videos_need_it(tmp_path, monkeypatch):
     assert build_video_index(tmp_path / "images", cache_dir=tmp_path / "c").videos == []
     with pytest.raises(InputError, match=r"pip install 'ssl4gie\[video\]'"):
         VideoFrames(tmp_path / "v", size=None, cache_dir=tmp_path / "c")
+
+
+@pytest.mark.parametrize("split", ["leak-aware", "groups"])
+def test_splits_keep_each_video_in_one_part(tmp_path, split):
+    """Four videos of 3 distinct scenes each (1 s per scene: no frame is a near-duplicate of
+    another), split 2/1/1 videos: each video lands whole in one part, by its group (leak-aware)
+    or by name (groups)."""
+    for k, name in enumerate("abcd"):
+        scenes = [texture(10 * k + second) for second in range(3)]
+        write_video(tmp_path / "v" / f"{name}.mp4", (scenes[i // RATE] for i in range(3 * RATE)))
+    named = {"val_groups": ["b.mp4"], "test_groups": ["d.mp4"]} if split == "groups" else {}
+    data = TaskDataModule(
+        str(tmp_path / "v"), layout="video", size=32, num_workers=0, split=split,
+        fractions=(0.5, 0.25, 0.25), options={"cache_dir": str(tmp_path / "c")}, **named,
+    )  # fmt: skip
+    data.setup()
+    videos = {
+        part: {data.dataset.groups[i] for i in data.parts[part].indices} for part in data.parts
+    }
+    assert sum(len(data.parts[part]) for part in data.parts) == 12
+    assert not (videos["train"] & videos["val"] or videos["train"] & videos["test"])
+    assert not videos["val"] & videos["test"]
+    assert [len(videos[part]) for part in ("train", "val", "test")] == [2, 1, 1]
+    if split == "groups":
+        assert videos == {"train": {"a.mp4", "c.mp4"}, "val": {"b.mp4"}, "test": {"d.mp4"}}
