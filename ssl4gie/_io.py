@@ -50,7 +50,8 @@ def remove_leftovers(final: str | os.PathLike) -> list[Path]:
     """Remove the temporaries that killed runs left beside ``final``; return what was removed.
 
     A temporary ``.<name>.tmp-<pid>-*`` is a leftover when process ``pid`` no longer runs, so
-    concurrent writers on one machine keep theirs. Each removal is one warning naming the path.
+    concurrent writers on one machine keep theirs (on a shared file system, write one
+    destination from one machine at a time). Each removal is one warning naming the path.
     """
     final = Path(final)
     if not final.parent.is_dir():

@@ -163,3 +163,13 @@ def test_check_free_space_names_both_figures(tmp_path, monkeypatch):
 )
 def test_format_bytes(count, text):
     assert format_bytes(count) == text
+
+
+def test_synth_estimate_is_within_a_quarter_of_what_it_writes(tmp_path):
+    from ssl4gie.data.synthetic import LAYOUTS, synthesize
+    from ssl4gie.data.synthetic.layouts import estimated_bytes
+
+    for layout in LAYOUTS:
+        root = synthesize(layout, tmp_path / layout, n=4, size=64, seed=1, progress=False)
+        written = sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+        assert 0.8 < estimated_bytes(layout, 4, 64) / written < 1.25, (layout, written)
