@@ -171,13 +171,16 @@ def _open_checked(path: Path):
             container = av.open(str(path))
     finally:
         av.logging.set_level(level)
-    stream = _video_stream(container)
-    if stream.codec_context is None:
+    try:
+        stream = _video_stream(container)
+        if stream.codec_context is None:
+            tags = [m.group(1) for *_, text in logs for m in [_UNKNOWN_CODEC.search(text)] if m]
+            tag = tags[0] if tags else "unknown"
+            version = f"PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}"
+            raise UnreadableImageError(f"video codec {tag} has no decoder in FFmpeg ({version})")
+    except UnreadableImageError:
         container.close()
-        tags = [m.group(1) for *_, text in logs for m in [_UNKNOWN_CODEC.search(text)] if m]
-        tag = tags[0] if tags else "unknown"
-        version = f"PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}"
-        raise UnreadableImageError(f"video codec {tag} has no decoder in this FFmpeg ({version})")
+        raise
     return container, stream
 
 
@@ -237,8 +240,7 @@ class OpenVideo:
     @classmethod
     def open(cls, path: Path) -> OpenVideo:
         """One decoder thread: loader workers decode in parallel already."""
-        container = _pyav().open(str(path))
-        stream = _video_stream(container)
+        container, stream = _open_checked(path)
         stream.codec_context.thread_count = 1
         return cls(container, stream)
 
@@ -269,19 +271,15 @@ def _rgb(frame: av.VideoFrame) -> torch.Tensor:
     return torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).contiguous()
 
 
-def _distinct(container, stream, pts: list[int], threshold: float) -> list[int]:
-    """``pts`` without the frames within ``threshold`` of the last kept one: the video decoded
-    once, in order, and the sampled frames described."""
-    wanted, kept, last = set(pts), [], None
-    container.seek(stream.start_time or 0, stream=stream, backward=True)
-    for frame in container.decode(stream):
-        if frame.pts not in wanted:
-            continue
-        described = scene_descriptors(_rgb(frame))
+def _distinct(video: OpenVideo, pts: list[int], keys: list[int], threshold: float) -> list[bool]:
+    """Whether to keep each sampled frame: not within ``threshold`` of the last one kept. The
+    frames are read in order, so the video is decoded about once."""
+    kept, last = [], None
+    for frame_pts, key in zip(pts, keys, strict=True):
+        described = scene_descriptors(_rgb(video.read(frame_pts, key)))
         pair = described if last is None else np.concatenate([last, described])
-        if last is None or descriptor_distances(pair, [0], [1])[0] > threshold:
-            kept.append(frame.pts)
-            last = described
+        kept.append(last is None or bool(descriptor_distances(pair, [0], [1])[0] > threshold))
+        last = described if kept[-1] else last
     return kept
 
 
@@ -294,12 +292,12 @@ def probe_video(path: Path, fps, every, threshold: float | None) -> dict:
         every_pts, keys = _demuxed_pts(container, stream)
         pts = sample_pts(every_pts, stream.time_base, fps, every)
         keys = keyframes_before(pts, keys, every_pts[0])
-        OpenVideo(container, stream).read(pts[0], keys[0])
+        video = OpenVideo(container, stream)
+        video.read(pts[0], keys[0])
         if threshold is not None:
-            kept = set(_distinct(container, stream, pts, threshold))
-            pts, keys = zip(
-                *[(p, k) for p, k in zip(pts, keys, strict=True) if p in kept], strict=True
-            )
+            kept = _distinct(video, pts, keys, threshold)
+            pts = [p for p, keep in zip(pts, kept, strict=True) if keep]
+            keys = [k for k, keep in zip(keys, kept, strict=True) if keep]
         context = stream.codec_context
         return {
             "codec": context.name,
@@ -307,8 +305,8 @@ def probe_video(path: Path, fps, every, threshold: float | None) -> dict:
             "height": context.height,
             "seconds": _stated_seconds(container, stream) or 0.0,
             "time_base": [stream.time_base.numerator, stream.time_base.denominator],
-            "pts": list(pts),
-            "keys": list(keys),
+            "pts": pts,
+            "keys": keys,
         }
 
 

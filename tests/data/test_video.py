@@ -148,8 +148,8 @@ def test_near_duplicates_dropped_on_static_segments(tmp_path):
 
 def bad_videos(root: Path) -> dict[str, str]:
     """Bad files beside good ones: a truncated MP4 (its index at the end lost), a truncated MKV
-    (packets end early), a text file named .mp4, an AVI whose codec tag FFmpeg does not know.
-    Returns their names and a word their reason must contain."""
+    (packets end early), a text file named .mp4, an AVI whose codec tag FFmpeg does not know,
+    an MP4 with sound only. Returns their names and a word their reason must contain."""
     good = counting(root / "good.mp4", seconds=3).read_bytes()
     (root / "cut.mp4").write_bytes(good[: len(good) * 6 // 10])
     mkv = counting(root / "sub" / "full.mkv", seconds=10).read_bytes()
@@ -159,13 +159,18 @@ def bad_videos(root: Path) -> dict[str, str]:
     avi = counting(root / "tmp.avi", seconds=2, codec="mpeg4").read_bytes()
     (root / "tmp.avi").unlink()
     (root / "odd.avi").write_bytes(avi.replace(b"FMP4", b"QQQQ"))
+    with av.open(str(root / "sound.mp4"), "w") as container:
+        stream = container.add_stream("aac", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), "fltp", "mono")
+        frame.sample_rate = 8000
+        container.mux([*stream.encode(frame), *stream.encode()])
     return {"cut.mp4": "Invalid data", "sub/cut.mkv": "truncated", "notes.mp4": "Invalid data",
-            "odd.avi": "codec QQQQ"}  # fmt: skip
+            "odd.avi": "codec QQQQ has no decoder", "sound.mp4": "no video stream"}  # fmt: skip
 
 
 def test_bad_videos_listed_and_skipped(tmp_path):
     expected = bad_videos(tmp_path / "v")
-    with pytest.warns(UserWarning, match=r"skipped 4 unreadable video\(s\)") as caught:
+    with pytest.warns(UserWarning, match=r"skipped 5 unreadable video\(s\)") as caught:
         frames = VideoFrames(tmp_path / "v", size=None, cache_dir=tmp_path / "cache")
     assert len([w for w in caught if "unreadable video" in str(w.message)]) == 1
     assert codes(frames) == [0, 25, 50]
