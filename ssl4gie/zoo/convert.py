@@ -213,14 +213,24 @@ def read_checkpoint(path: str | Path) -> Any:
         raise InputError(f"checkpoint {path} cannot be read (no permission); check its mode")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
+    if not _head(path).startswith(_PICKLE_STARTS):
+        raise _not_a_checkpoint(path)  # text or other bytes: torch.load would misread them
     try:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         imported = _IMPORTED.search(str(err))
         raise (_refused(path, imported.group(1)) if imported else _not_a_checkpoint(path)) from err
-    except (RuntimeError, EOFError, KeyError, ValueError) as err:
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError, OSError) as err:
         raise _not_a_checkpoint(path) from err
+
+
+_PICKLE_STARTS = (b"PK", b"\x80")  # torch.save's zip archive; a legacy or bare pickle (protocol 2+)
+
+
+def _head(path: Path, size: int = 512) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(size)
 
 
 def _refused(path: Path, imported: str) -> InputError:
@@ -267,9 +277,9 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def _not_a_checkpoint(path: Path) -> InputError:
     """The error for a file ``torch.load`` cannot read, saying what the file looks like (a bare
     pickle that imports more than torch's rebuild functions is refused as code)."""
-    with path.open("rb") as handle:
-        head = handle.read(512)
-    code = [name for name in _pickle_imports(path) if not name.startswith(_TENSOR_MODULES)]
+    head = _head(path)
+    imports = _pickle_imports(path) if head.startswith(b"\x80") else []
+    code = [name for name in imports if not name.startswith(_TENSOR_MODULES)]
     if code:
         return _refused(path, code[0])
     if not head:
