@@ -11,10 +11,10 @@ thread: ``sequential`` decodes every frame in order to RGB; ``layout 1 fps`` rea
 ``video`` layout's frames (1 per second, ``size=None`` as pretraining reads them) in order, and
 ``shuffled`` in a random order as the training loader does (a read decodes on from the last
 frame read when no keyframe lies between them, else it seeks to the keyframe before the frame
-and decodes up to it); ``jpeg folder`` reads the same frames saved as JPEGs
-(quality 95) as the ``folder`` layout does (``read_image``). ``decoded/frame`` is the mean
-number of frames decoded per frame returned (from the keyframe positions); ``x jpeg`` compares
-with the JPEG reads. The index column is the time to index the video (demux only, no cache), in
+and decodes up to it); ``jpeg folder`` reads the same frames saved as JPEGs (quality 95) as
+the ``folder`` layout does (``read_image``). ``decoded/frame`` is the mean number of frames
+decoded per frame returned (from the keyframe positions); ``x jpeg`` compares with the JPEG
+reads. The index column is the time to index the video (demux only, no cache), in
 seconds per minute of video. Median seconds of ``--steps`` (3) passes after one warm-up pass,
 passes interleaved, at either scale.
 """

@@ -182,6 +182,19 @@ def test_bad_videos_listed_and_skipped(tmp_path):
     assert re.search(r"truncated: its frames end at \d\.\d s of 10\.0 s", listed["sub/cut.mkv"])
 
 
+def test_video_broken_after_indexing_is_replaced(tmp_path):
+    """Frames of a video overwritten after indexing are replaced by the next readable frame,
+    with a warning naming the file, as in every reader."""
+    counting(tmp_path / "v" / "a.mp4", seconds=2)
+    counting(tmp_path / "v" / "b.mp4", seconds=2)
+    frames = VideoFrames(tmp_path / "v", size=None, cache_dir=tmp_path / "cache")
+    (tmp_path / "v" / "a.mp4").write_bytes(b"broken after indexing")
+    with pytest.warns(UserWarning, match=r"replaced an unreadable sample \(cannot decode .*a\.mp4"):
+        sample = frames[0]
+    assert sample["index"] == 2 and read_code(sample["image"]) == 0  # b.mp4's first frame
+    assert frames.replaced == 2
+
+
 def test_index_is_cached_until_a_video_changes(tmp_path, monkeypatch):
     """A repeat build probes nothing; a rewritten video is probed again."""
     counting(tmp_path / "v" / "a.mp4", seconds=3)
