@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -196,14 +197,15 @@ def mutants(session: nox.Session) -> None:
 
 
 def _mutate(bindir: Path, work: Path, module: str) -> tuple[str, list[str], list[str]]:
-    """Run mutmut on ``ssl4gie/<module>`` in a fresh copy; return its statuses and survivors."""
+    """Run mutmut on ``ssl4gie/<module>`` in a fresh copy, its tests through
+    tests/_mutant_runner.py (imports paid once); return the statuses and survivors' diffs."""
     functions, tests = MUTANTS[module]
     copy, target = work / module.replace("/", "-"), f"ssl4gie/{module}"
-    python = str(bindir / "python")
+    python, helper, sock = str(bindir / "python"), "tests/_mutant_runner.py", str(copy / "sock")
     for folder in ("ssl4gie", "tests"):
         shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy)
-    runner = " ".join([python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests])
+    runner = " ".join([python, helper, "run", sock, "-x", "-q", "-p", "no:cacheprovider", *tests])
     command = [python, "-m", "mutmut", "run", "--paths-to-mutate", target, "--runner", runner]
     command += ["--tests-dir", "tests", "--no-progress", "--simple-output", "-b", "60"]
     if functions:
@@ -211,7 +213,11 @@ def _mutate(bindir: Path, work: Path, module: str) -> tuple[str, list[str], list
         command += ["--use-patch-file", "lines.patch"]
     env = {**os.environ, "PYTHONPATH": str(copy), "HF_HUB_OFFLINE": "1"}
     with open(copy / "log.txt", "w") as log:
+        server = subprocess.Popen([python, helper, "serve", sock], cwd=copy, env=env, stdout=log)
+        while not Path(sock).exists() and server.poll() is None:
+            time.sleep(0.5)
         subprocess.run(command, cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server.terminate()
     if not (copy / ".mutmut-cache").exists():
         return module, [], []
     with sqlite3.connect(copy / ".mutmut-cache") as db:
