@@ -71,8 +71,9 @@ def index(args: argparse.Namespace) -> int:
 
     from ssl4gie._io import check_writable
     from ssl4gie.data.index import build_index, default_cache_dir
-    from ssl4gie.data.video import build_video_index
+    from ssl4gie.data.video import build_video_index, check_sampling
 
+    check_sampling(args.fps, args.every)
     if not Path(args.root).is_dir():
         raise InputError(f"folder {args.root} does not exist; give the folder of images to index")
     check_writable(args.cache_dir or default_cache_dir(), "--cache-dir")
