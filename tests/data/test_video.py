@@ -316,3 +316,11 @@ def test_splits_keep_each_video_in_one_part(tmp_path, split):
     assert [len(videos[part]) for part in ("train", "val", "test")] == [2, 1, 1]
     if split == "groups":
         assert videos == {"train": {"a.mp4", "c.mp4"}, "val": {"b.mp4"}, "test": {"d.mp4"}}
+
+
+def test_cli_index_refuses_fps_with_every(tmp_path, capsys):
+    """Exit 2 with one line, before any folder is indexed."""
+    argv = ["data", "index", str(tmp_path / "absent"), "--fps", "2", "--every", "3"]
+    assert cli_main(argv) == 2
+    assert capsys.readouterr().err.strip().endswith("give fps (2.0) or every (3), not both: they "
+                                                    "sample frames alike")  # fmt: skip
