@@ -51,7 +51,8 @@ def remove_leftovers(final: str | os.PathLike) -> list[Path]:
 
     A temporary ``.<name>.tmp-<pid>-*`` is a leftover when process ``pid`` no longer runs, so
     concurrent writers on one machine keep theirs (on a shared file system, write one
-    destination from one machine at a time). Each removal is one warning naming the path.
+    destination from one machine at a time). Each removal is one warning naming the path; a
+    leftover that cannot be removed (another user's) is left as it is.
     """
     final = Path(final)
     if not final.parent.is_dir():
@@ -61,10 +62,13 @@ def remove_leftovers(final: str | os.PathLike) -> list[Path]:
         match = _LEFTOVER.match(path.name[len(final.name) + 1 :])
         if match and _process_alive(int(match.group(1))):
             continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:  # gone meanwhile, or not ours to remove: leave it
+            continue
         removed.append(path)
         warnings.warn(f"removed {path}, left by an interrupted run", stacklevel=4)
     return removed

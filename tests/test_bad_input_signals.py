@@ -129,6 +129,18 @@ def test_leftovers_of_live_processes_are_kept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
 
 
+def test_a_leftover_that_cannot_be_removed_is_left_quietly(tmp_path, monkeypatch):
+    (tmp_path / f".out.tmp-{2**22 + 1}-abc").mkdir()
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("ssl4gie._io.shutil.rmtree", refuse)
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "done.txt").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".out.tmp-{2**22 + 1}-abc", "out"]
+
+
 def test_atomic_dir_removes_its_temporary_on_an_exception_and_names_it_with_the_pid(tmp_path):
     seen = []
     with pytest.raises(KeyboardInterrupt), atomic_dir(tmp_path / "out") as tmp:
