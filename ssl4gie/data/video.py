@@ -13,13 +13,15 @@ group and leak-aware splits never cut a video.
 decoded (their timestamps give the frames to sample), and its first sampled frame is decoded to
 check the codec; with ``drop_near_duplicates`` the sampled frames are decoded once, in order,
 and described. The cache, ``<cache_dir>/<sha1 of root and sampling>.video.json``, keeps each
-video's size, mtime (ns), verdict and sampled timestamps; an entry is reused while the video's
-size and mtime are unchanged, so a repeat build decodes nothing.
+video's size, mtime (ns), verdict, sampled timestamps and the keyframe before each; an entry
+is reused while the video's size and mtime are unchanged, so a repeat build decodes nothing.
 
-**Reading.** A frame is read by seeking to the keyframe at or before it and decoding up to it, so
-one frame costs up to a keyframe interval of decoding (x264's default: 250 frames, 10 s at 25 fps;
-``benchmarks/video_decode.py`` measures it). For pretraining at scale, convert once to shards.
-Each process keeps its last few videos open.
+**Reading** (:class:`OpenVideo`). A frame that follows the last frame read from its video, with
+no keyframe between them, is reached by decoding on; any other by seeking to the keyframe at or
+before it and decoding up to it. Frames read in order (indexing, writing shards) thus cost about
+one decode of the video; shuffled reads cost up to a keyframe interval each (x264's default:
+250 frames, 10 s at 25 fps; ``benchmarks/video_decode.py`` measures both). For long pretraining
+runs, convert once to shards. Each process keeps its last few videos open.
 
 **Bad videos** (not a video, truncated, no video stream, a codec this FFmpeg cannot decode, a
 first frame that does not decode) are skipped, with one warning naming them and the list file
