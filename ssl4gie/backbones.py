@@ -26,11 +26,11 @@ def is_vit(model: nn.Module) -> bool:
 
 
 def is_weights_source(name: str) -> bool:
-    """True for a zoo name, an ``hf-hub:`` id, or an existing folder or file not named like a
-    timm model."""
-    if name.startswith("hf-hub:") or is_zoo_name(name):
+    """True for a zoo name, an ``hf-hub:`` id, an existing file (a checkpoint, even one named
+    like ``resnet50.ckpt``) or an existing folder not named like a timm model."""
+    if name.startswith("hf-hub:") or is_zoo_name(name) or Path(name).is_file():
         return True
-    return name.split(".", 1)[0] not in timm_names() and Path(name).exists()
+    return name.split(".", 1)[0] not in timm_names() and Path(name).is_dir()
 
 
 def check_backbone_name(name: str) -> str:

@@ -28,6 +28,13 @@ def test_an_existing_folder_is_a_weights_source_but_a_missing_one_is_refused(tmp
         check_backbone_name(str(tmp_path / "missing"))
 
 
+def test_a_checkpoint_named_like_a_timm_model_is_a_weights_source(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resnet18.ckpt").touch()
+    (tmp_path / "resnet18").mkdir()  # a folder named like a timm model: the timm name wins
+    assert is_weights_source("resnet18.ckpt") and not is_weights_source("resnet18")
+
+
 def test_a_misspelt_zoo_name_is_refused_with_the_close_names():
     with pytest.raises(InputError, match=r"'resnet50-barlow-hkk' \(did you mean 'resnet50-barlow"):
         check_backbone_name("resnet50-barlow-hkk")
