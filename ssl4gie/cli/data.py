@@ -100,6 +100,32 @@ def index(args: argparse.Namespace) -> int:
     return 0
 
 
+@_subcommand(
+    "optimize",
+    "write a dataset as streaming shards (litdata) to a folder or s3://bucket/prefix",
+    _arg("--layout", required=True, help=_LAYOUT_HELP),
+    _arg("--root", required=True, help="dataset folder"),
+    _arg("--out", required=True, help="new folder, or s3://bucket/prefix (AWS_* variables)"),
+    _arg("--shard-size", default="64MB", help="most bytes per shard, default 64MB"),
+    _arg("--workers", type=int, default=None, help="writer processes (default: the cores)"),
+    _arg("--quiet", action="store_true", help="no progress bar"),
+)
+def optimize(args: argparse.Namespace) -> int:
+    """Write the shards (resuming an interrupted run) and print the summary."""
+    from ssl4gie.data.datamodules import Source, check_source, default_num_workers, open_dataset
+    from ssl4gie.data.streaming import optimize_shards
+
+    source = check_source(Source(args.layout, args.root))
+    reader = open_dataset(source, None)
+    workers = default_num_workers() if args.workers is None else args.workers
+    about = {"layout": args.layout, "root": str(args.root)}
+    summary = optimize_shards(
+        reader, args.out, args.shard_size, workers, progress=not args.quiet, about=about
+    )
+    print(summary)
+    return 0
+
+
 RECIPES = ("byol", "barlow_twins", "mocov3", "simclr", "dino", "swav", "mae", "simmim")
 
 

@@ -36,7 +36,6 @@ from ssl4gie.data.near_duplicates import (
     scene_descriptors,
 )
 from ssl4gie.data.nifti import NiftiSlices
-from ssl4gie.data.streaming import open_streaming, pretrain_stream, streaming_loader
 from ssl4gie.data.splits import (
     Split,
     group_split,
@@ -44,6 +43,7 @@ from ssl4gie.data.splits import (
     label_fraction_indices,
     random_split_indices,
 )
+from ssl4gie.data.streaming import check_uri, open_streaming, pretrain_stream, streaming_loader
 from ssl4gie.data.video import VideoFrames
 from ssl4gie.errors import InputError, check_choice
 
@@ -85,7 +85,8 @@ def check_source(source: Source) -> Source:
     """Fail early, with one line, on an unknown layout or a root that does not exist."""
     check_choice("dataset layout", source.layout, LAYOUTS)
     if source.layout == "streaming":
-        return pretrain_stream.check(source)
+        check_uri(source.root)
+        return source
     if not Path(source.root).expanduser().exists():
         raise InputError(
             f"data root {source.root} does not exist; give the folder of the {source.layout} "
@@ -275,7 +276,9 @@ class PretrainDataModule(_LoaderModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and self.sources[0].layout == "streaming":
-            self.train_set = pretrain_stream(self.sources, self.size, self.max_size, self.decode_on_device)
+            self.train_set = pretrain_stream(
+                self.sources, self.size, self.max_size, self.decode_on_device
+            )
         if self.train_set is None:
             parts = [open_dataset(source, self.size) for source in self.sources]
             if self.decode_on_device:
