@@ -195,20 +195,31 @@ def _stated_seconds(container, stream) -> float | None:
 
 def _demuxed_pts(container, stream) -> tuple[list[int], list[int]]:
     """Presentation timestamps of every video packet and of the keyframes, sorted; raises if
-    the packets end :data:`TRUNCATION_SLACK_S` before the stated duration."""
-    pts, keys, last_end = [], [], 0
-    for packet in container.demux(stream):
+    the packets end :data:`TRUNCATION_SLACK_S` before the stated duration: the video stream's
+    (MP4, MOV, AVI), else the container's (MKV), which the packets of every stream are
+    measured against (so a sound track longer than the video is no truncation)."""
+    pts, keys, video_end, any_end = [], [], 0.0, 0.0
+    for packet in container.demux():
         stamp = packet.pts if packet.pts is not None else packet.dts
-        if packet.size and stamp is not None:
+        if not packet.size or stamp is None:
+            continue
+        end = float((stamp + (packet.duration or 0)) * packet.time_base)
+        any_end = max(any_end, end)
+        if packet.stream.index == stream.index:
             pts.append(stamp)
             keys += [stamp] if packet.is_keyframe else []
-            last_end = max(last_end, stamp + (packet.duration or 0))
+            video_end = max(video_end, end)
     if not pts:
         raise UnreadableImageError("no video frames")
     pts.sort()
-    stated = _stated_seconds(container, stream)
-    ends = float((last_end - pts[0]) * stream.time_base)
-    if stated is not None and ends < stated - TRUNCATION_SLACK_S:
+    if stream.duration:
+        stated, ends = float(stream.duration * stream.time_base), video_end
+        ends -= float(pts[0] * stream.time_base)
+    elif container.duration:  # in AV_TIME_BASE units (microseconds)
+        stated, ends = container.duration / 1e6, any_end - (container.start_time or 0) / 1e6
+    else:
+        return pts, sorted(keys)
+    if ends < stated - TRUNCATION_SLACK_S:
         raise UnreadableImageError(f"truncated: its frames end at {ends:.1f} s of {stated:.1f} s")
     return pts, sorted(keys)
 

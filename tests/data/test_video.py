@@ -182,6 +182,38 @@ def test_bad_videos_listed_and_skipped(tmp_path):
     assert re.search(r"truncated: its frames end at \d\.\d s of 10\.0 s", listed["sub/cut.mkv"])
 
 
+def with_sound(path: Path, video_seconds: int, sound_seconds: int) -> Path:
+    """An MKV: a counting video and a silent AAC track of their own lengths."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=RATE)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        sound = container.add_stream("aac", rate=8000, layout="mono")
+        for i in range(video_seconds * RATE):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(bar_code(i), format="rgb24")))
+        for k in range(sound_seconds * 8000 // 1024):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), "fltp", "mono")
+            frame.sample_rate, frame.pts = 8000, k * 1024
+            container.mux(sound.encode(frame))
+        container.mux([*video.encode(), *sound.encode()])
+    return path
+
+
+def test_sound_longer_than_the_video_is_no_truncation(tmp_path):
+    """An MKV states its duration for all streams: 3 s of video under 6 s of sound reads (3
+    frames); the same file cut at 60 % is truncated (both tracks end early)."""
+    whole = with_sound(tmp_path / "v" / "long.mkv", video_seconds=3, sound_seconds=6)
+    cut = whole.read_bytes()
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "cut.mkv").write_bytes(cut[: len(cut) * 6 // 10])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        index = build_video_index(tmp_path / "v", cache_dir=tmp_path / "c", progress=False)
+    assert [len(video.pts) for video in index.videos] == [3]
+    with pytest.warns(UserWarning, match=r"cut\.mkv \(truncated: its frames end at"):
+        build_video_index(tmp_path / "w", cache_dir=tmp_path / "c", progress=False)
+
+
 def test_video_broken_after_indexing_is_replaced(tmp_path):
     """Frames of a video overwritten after indexing are replaced by the next readable frame,
     with a warning naming the file, as in every reader."""
