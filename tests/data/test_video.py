@@ -9,7 +9,6 @@ import warnings
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -20,6 +19,7 @@ from ssl4gie.data.datamodules import PretrainDataModule, Source, TaskDataModule,
 from ssl4gie.data.video import VideoFrames, build_video_index, sample_pts
 from ssl4gie.errors import InputError
 
+av = pytest.importorskip("av")  # the video extra (PyAV), in the dev install
 HEIGHT, WIDTH, RATE = 48, 64, 25
 BITS = 8  # vertical stripes of WIDTH // BITS px, most significant first
 
