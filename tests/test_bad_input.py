@@ -133,6 +133,13 @@ def pretrain_config(env, text: str) -> list[str]:
 
 BARLOW = "model:\n  class_path: ssl4gie.methods.BarlowTwins\n  init_args:\n    backbone: resnet18\n"
 SOURCES = "data:\n  sources: [{layout: folder, root: %s}]\n"
+TASK = """model:
+  class_path: ssl4gie.tasks.DepthTask
+  init_args: {backbone: resnet18}
+data:
+  class_path: ssl4gie.data.datamodules.DepthDataModule
+  init_args: {root: %s/none}
+"""
 
 
 def load_backbone(source) -> None:
@@ -267,6 +274,9 @@ CASES = [
     Case("export-no-space", "ssl4gie zoo export", "a disk without room for the weights",
          "would write about", "choose a destination with more space", T,
          lambda env: full_disk(env, ["zoo", "export", env.checkpoint, str(env.tmp / "out")])),
+    Case("publish-folder", "ssl4gie zoo publish", "a folder that is not an export",
+         "is not an export folder", "model.safetensors + config.json", T,
+         lambda env: ["zoo", "publish", str(env.tmp), "org/name", "--dry-run"]),
     Case("zoo-info", "ssl4gie zoo info", "a misspelt zoo name", "unknown zoo name",
          "did you mean", "resnet50-barlow-hkk", lambda env: ["zoo", "info", "resnet50-barlow-hkk"]),
     Case("zoo-list", "ssl4gie zoo list", "a pattern that matches nothing",
@@ -300,6 +310,9 @@ CASES = [
                       "--ckpt_path", str(env.tmp / "none.ckpt")]),
     Case("runs-file", "ssl4gie pretrain", "runs/, where logs and checkpoints go, is a file",
          "lies inside the file", "choose a folder path", "runs/pretrain", runs_is_a_file),
+    Case("finetune-root", "ssl4gie finetune", "a data root that does not exist",
+         "does not exist", "as unpacked from its release", "{tmp}/none",
+         lambda env: ["finetune", "fit", "--config", write(env.tmp / "task.yaml", TASK % env.tmp)]),
     Case("finetune-yaml", "ssl4gie finetune", "a YAML syntax error in --config",
          "line 2, column 1: YAML syntax error", "fix the file there", "{tmp}/bad.yaml",
          lambda env: ["finetune", "fit", "--config", write(env.tmp / "bad.yaml", "data: [\n")]),
