@@ -100,7 +100,7 @@ def _s3_client():
     config = botocore.config.Config(
         connect_timeout=_TIMEOUT_S, read_timeout=_TIMEOUT_S, retries={"total_max_attempts": 1}
     )
-    return boto3.client("s3", config=config)
+    return boto3.session.Session().client("s3", config=config)  # credentials read afresh
 
 
 def _bucket_key(uri: str, name: str) -> tuple[str, str]:

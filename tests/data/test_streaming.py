@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -240,3 +241,84 @@ def _ddp_epoch_indices(rank: int, world_size: int) -> list[int]:
     data = PretrainDataModule(source, max_size=32, batch_size=2, num_workers=0)
     data.setup()
     return [int(i) for batch in data.train_dataloader() for i in batch["index"]]
+
+
+@pytest.mark.slow
+def test_s3_failures_are_one_line_within_seconds(frames, bucket, monkeypatch):
+    uri = f"s3://{bucket}/frames"
+    cases = [
+        (f"s3://no-such-{bucket}/x", {}, "the bucket does not exist"),
+        (uri, {}, r"no complete ssl4gie shard set"),
+        (uri, {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}, "AWS_ENDPOINT_URL"),
+    ]
+    for target, env, expected in cases:
+        with monkeypatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            start = time.monotonic()
+            with pytest.raises(InputError, match=expected) as info:
+                PretrainDataModule(Source("streaming", target), max_size=32)
+            assert time.monotonic() - start < 10
+            assert target in str(info.value) and "\n" not in str(info.value)
+    with monkeypatch.context() as patch:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            patch.delenv(name)
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(frames / "none"))
+        patch.setenv("AWS_CONFIG_FILE", str(frames / "none"))
+        with pytest.raises(InputError, match=r"no credentials found; set AWS_ACCESS_KEY_ID"):
+            streaming.check_uri(uri)
+
+
+class _Recorder(L.LightningModule):
+    """Records the sample indices of every training batch; stops the run at ``kill_at``."""
+
+    def __init__(self, kill_at: int | None = None) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.kill_at, self.seen = kill_at, []
+
+    def training_step(self, batch, batch_idx):
+        if batch_idx == self.kill_at:
+            raise _Killed
+        self.seen.append(batch["index"].tolist())
+        return (self.weight * batch["image"].float().mean()).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_killed_run_resumes_mid_epoch_without_repeats_or_gaps(frames, tmp_path, workers):
+    out = str(tmp_path / "shards")
+    _optimize(frames, out)
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(
+        tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1, save_last=True
+    )
+
+    def run(module, callbacks=(), ckpt_path=None):
+        data = PretrainDataModule(
+            Source("streaming", out), size=8, batch_size=2, num_workers=workers
+        )
+        trainer = L.Trainer(
+            max_epochs=1,
+            callbacks=list(callbacks),
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(module, data, ckpt_path=ckpt_path)
+
+    first = _Recorder(kill_at=5)
+    with pytest.raises(_Killed):
+        run(first, [checkpoints])
+    resumed = _Recorder()
+    run(resumed, ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=4.ckpt"))
+    before = [i for batch in first.seen[:4] for i in batch]  # the 4 steps the checkpoint holds
+    after = [i for batch in resumed.seen for i in batch]
+    assert sorted(before + after) == list(range(N_FRAMES))
