@@ -84,11 +84,12 @@ def test_byol_is_symmetric_p1_t2_plus_p2_t1():
     method = BYOL("resnet18", mlp_dim=64, dim=32, views=TwoViews.byol(size=32))
     _perturb_online(method)
     x1, x2 = _two_views()
-    loss, _ = method.ssl_loss([x1, x2])
+    loss, stats = method.ssl_loss([x1, x2])
     online = lambda x: method.predictor(method.projector(method.backbone(x)))  # noqa: E731
     target = method.momentum_encoder.encoder
     # BYOL Sec. 3.1: L + L~, the prediction of each view against the target of the other
     _close(loss, byol_loss(online(x1), target(x2)) + byol_loss(online(x2), target(x1)))
+    _close(stats["embedding"], method.projector(method.backbone(x1)))
 
 
 def test_simclr_runs_both_views_in_one_batch():
@@ -107,9 +108,10 @@ def test_simclr_runs_both_views_in_one_batch():
 def test_barlow_twins_views_are_separate_batches():
     method = BarlowTwins("resnet18", projector_dims=[64, 64], views=TwoViews.barlow_twins(size=32))
     x1, x2 = _two_views()
-    loss, _ = method.ssl_loss([x1, x2])
+    loss, stats = method.ssl_loss([x1, x2])
     z1, z2 = (method.projector(method.backbone(x)) for x in (x1, x2))
     _close(loss, barlow_twins_loss(z1, z2, 0.0051))
+    _close(stats["embedding"], z1)
     assert not torch.allclose(loss, barlow_twins_loss(z1, z2, 0.01))
 
 
@@ -152,11 +154,12 @@ def test_swav_scores_every_crop_against_normalised_prototypes():
         method.prototypes.weight.mul_(3.0)  # not unit rows: ssl_loss must normalise them
     prototypes = F.normalize(method.prototypes.weight.detach().clone(), dim=1)
     views = _multi_crops()
-    loss, _ = method.ssl_loss(views)
+    loss, stats = method.ssl_loss(views)
     features = torch.cat(
         [method.backbone(torch.cat(views[:2])), method.backbone(torch.cat(views[2:]))]
     )
     embeddings = F.normalize(method.projector(features), dim=1)
+    _close(stats["embedding"], embeddings[:B])
     scores = (embeddings @ prototypes.T).chunk(4)
     expected = swav_loss(scores, None, temperature=0.1, epsilon=0.05, iterations=3, num_assign=2)
     _close(loss, expected)
