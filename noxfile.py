@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``demo``, ``bench``, ``docs``.
+"""Developer sessions: ``nox -s tests``, ``lint``, ``demo``, ``bench``, ``docs``, ``mutants``.
 
 The sessions that need torch share one project environment (``<envdir>/ssl4gie``) instead of one
 venv each, because every fresh venv reinstalls torch (about 2 minutes, 5 GB). It is reused while
