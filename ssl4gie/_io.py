@@ -4,7 +4,8 @@ Everything ssl4gie writes that a later step reads (generated datasets, index cac
 backbones) is first written under a temporary name beside its destination,
 ``.<name>.tmp-<pid>-<random>``, and renamed into place only when complete, so an interrupted
 run leaves either the old state or the new one. An exception, Ctrl-C (SIGINT) or SIGTERM (the
-``ssl4gie`` command turns it into :class:`SystemExit`) removes the temporary copy; a SIGKILLed
+``ssl4gie`` command turns it into :class:`SystemExit`, except for ``pretrain``/``finetune``,
+where Lightning stops at the end of a step) removes the temporary copy; a SIGKILLed
 run cannot, so the next write to the same destination removes temporaries whose process is gone
 and says so in one warning.
 
@@ -139,11 +140,11 @@ def check_writable(path: str | os.PathLike, what: str) -> Path:
 
 def format_bytes(count: float) -> str:
     """``1536`` -> ``'1.5 KiB'`` (binary units, as ``df -h``)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    power = 0
+    while abs(count) >= 1024 and power < len(units) - 1:
+        count, power = count / 1024, power + 1
+    return f"{count:.0f} B" if power == 0 else f"{count:.1f} {units[power]}"
 
 
 def check_free_space(dest: str | os.PathLike, needed_bytes: int, what: str) -> None:
