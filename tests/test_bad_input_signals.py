@@ -67,7 +67,6 @@ def checkpoint(tmp_path_factory) -> str:
 SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", SIGNALS)
 def test_interrupted_synth_leaves_nothing(name, tmp_path):
     (tmp_path / "kept.txt").write_text("was here")
@@ -97,7 +96,6 @@ def test_interrupted_export_and_convert_leave_nothing(command, name, tmp_path, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]
 
 
-@pytest.mark.slow
 def test_a_killed_synth_is_cleaned_by_the_next_run_in_one_warning(tmp_path):
     from ssl4gie.data.synthetic import synthesize
 
@@ -111,6 +109,18 @@ def test_a_killed_synth_is_cleaned_by_the_next_run_in_one_warning(tmp_path):
     with pytest.warns(UserWarning) as caught:
         synthesize("kvasir-seg", tmp_path / "out", n=1, size=64, progress=False)
     assert [str(w.message) for w in caught] == [f"removed {leftover}, left by an interrupted run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_the_command_says_it_removed_a_leftover_in_one_line(tmp_path):
+    leftover = tmp_path / f".out.tmp-{2**22 + 1}-abc"  # above Linux's pid_max default (2**22)
+    (leftover / "images").mkdir(parents=True)
+    argv = ["data", "synth", "--layout", "kvasir-seg", "--root", str(tmp_path / "out"),
+            "--n", "1", "--size", "64", "--quiet"]  # fmt: skip
+    process = start(argv)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert err == f"ssl4gie data: warning: removed {leftover}, left by an interrupted run\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

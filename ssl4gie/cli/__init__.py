@@ -12,7 +12,9 @@ import importlib
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 from ssl4gie.errors import InputError, did_you_mean
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     module_name, function_name = GROUPS[group][0].split(":")
     run = getattr(importlib.import_module(module_name), function_name)
     try:
-        with _sigterm_as_exit(group not in LIGHTNING_GROUPS):
+        with _sigterm_as_exit(group not in LIGHTNING_GROUPS), _one_line_warnings(group):
             return run(argv[1:])
     except InputError as err:
         print(f"ssl4gie {group}: error: {err}", file=sys.stderr)
@@ -69,6 +71,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ssl4gie {group}: interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _one_line_warnings(group: str) -> Iterator[None]:
+    """ssl4gie's own warnings as ``ssl4gie <group>: warning: <message>`` (their message names
+    the file); a library's keep Python's format, which names its source line."""
+    package = str(Path(__file__).parents[1])
+    python_format = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        if str(filename).startswith(package):
+            return f"ssl4gie {group}: warning: {message}\n"
+        return python_format(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = python_format
 
 
 LIGHTNING_GROUPS = ("pretrain", "finetune")
