@@ -277,7 +277,7 @@ class PretrainDataModule(_LoaderModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and self.sources[0].layout == "streaming":
             self.train_set = pretrain_stream(
-                self.sources, self.size, self.max_size, self.decode_on_device
+                self.sources, self.size, self.max_size, self.decode_on_device, self.drop_last
             )
         if self.train_set is None:
             parts = [open_dataset(source, self.size) for source in self.sources]
@@ -296,7 +296,9 @@ class PretrainDataModule(_LoaderModule):
             keys = ("image", "index") if self.max_size is None else ("image", "region", "index")
         if self.sources[0].layout == "streaming":
             collate = functools.partial(collate_samples, keys=keys)
-            return streaming_loader(self.train_set, self.batch_size, self.num_workers, collate)
+            return streaming_loader(
+                self.train_set, self.batch_size, self.num_workers, collate, self.drop_last
+            )
         return self._loader(self.train_set, train=True, keys=keys)
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):

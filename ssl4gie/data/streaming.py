@@ -62,10 +62,12 @@ from ssl4gie.errors import InputError
 FORMAT_VERSION = 1
 """Version of the shard layout below; a set written with another version is refused on read."""
 MARKER = "ssl4gie-shards.json"
+"""The file a complete shard set ends with (format version, counts, skipped files)."""
 ENV_HELP = (
     "AWS_ENDPOINT_URL (S3-compatible stores), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
     "(or AWS_PROFILE), AWS_DEFAULT_REGION"
 )
+"""The environment variables of ``s3://`` URIs (boto3's, which litdata reads)."""
 JPEG_QUALITY = 95
 """Quality of the JPEGs stored for frames that are not image files (video frames)."""
 _TIMEOUT_S = 3  # connect and read timeout of the reachability check (one attempt each)
@@ -315,13 +317,14 @@ def optimize_shards(
         reader: a layout's reader (``open_dataset(source, None)``): ``images`` and/or
             ``encoded(i)``, optionally ``groups`` and ``targets``.
         out: a local folder or ``s3://bucket/prefix``.
-        shard_size: the most bytes per shard (litdata's ``chunk_bytes``; 64 MB, as litdata's
-            documentation suggests for images).
+        shard_size: the most bytes per shard (litdata's ``chunk_bytes``; 64 MB as in
+            litdata's README).
         num_workers: writer processes.
-        start_method: how they start: ``"fork"`` where the system has it (a spawned process
-            imports torch and ssl4gie again, about 10 s each on a busy core), else ``"spawn"``.
         progress: litdata's progress bar.
         about: kept in the marker (e.g. the layout and root the set came from).
+        start_method: how the writers start: ``"fork"`` where the system has it (a spawned
+            writer imports torch and ssl4gie again: 29 s against 2 s for 37 frames measured on
+            a busy 2-core machine), else ``"spawn"``.
 
     An existing complete set at ``out`` is an InputError; an interrupted one is resumed.
     """
@@ -431,15 +434,20 @@ def open_streaming(
     encoded: bool = False,
     shuffle: bool = True,
     seed: int = 0,
+    drop_last: bool = True,
     cache_dir: str | None = None,
     max_cache_size: str = "50GB",
 ):
     """litdata ``StreamingDataset`` of the shard set at ``uri``, decoded by :class:`FrameDecoder`.
 
-    Every sample is read once per epoch across all processes (``drop_last=False``: with a DDP
-    world of W processes, ranks may differ by a few samples, so the last batches are ragged,
-    never repeated). ``cache_dir``/``max_cache_size``: where remote shards are kept locally
-    (litdata's defaults otherwise) and how much of them.
+    Each process of a DDP run reads its own part: every sample at most once per epoch across
+    all processes. ``drop_last`` (as litdata does under DDP) gives every process the same
+    number of samples, which DDP's collectives need: all samples are read when their count is
+    a multiple of world size x batch size, else fewer than that many are left out of the epoch
+    (the tail of that epoch's shard order). ``drop_last=False`` reads every sample, but the
+    processes may then get different numbers of batches (one process only). ``cache_dir`` /
+    ``max_cache_size``: where remote shards are kept locally (litdata's default folder
+    otherwise) and how much of them.
     """
     from litdata import StreamingDataset
 
@@ -452,7 +460,7 @@ def open_streaming(
     return StreamingDataset(
         uri,
         shuffle=shuffle,
-        drop_last=False,
+        drop_last=drop_last,
         seed=seed,
         cache_dir=cache_dir,
         max_cache_size=max_cache_size,
@@ -460,8 +468,8 @@ def open_streaming(
     )
 
 
-def streaming_loader(dataset, batch_size: int, num_workers: int, collate_fn):
-    """litdata's ``StreamingDataLoader`` (its position is saved in Lightning checkpoints)."""
+def streaming_loader(dataset, batch_size: int, num_workers: int, collate_fn, drop_last: bool):
+    """litdata's ``StreamingDataLoader``: Lightning saves its position in every checkpoint."""
     from litdata import StreamingDataLoader
 
     return StreamingDataLoader(
@@ -469,20 +477,21 @@ def streaming_loader(dataset, batch_size: int, num_workers: int, collate_fn):
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=collate_fn,
+        drop_last=drop_last,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
     )
 
 
-def pretrain_stream(sources: Sequence, size, max_size: int | None, decode_on_device: bool):
+def pretrain_stream(sources: Sequence, size, max_size: int | None, encoded: bool, drop_last: bool):
     """The training set of a :class:`~ssl4gie.data.datamodules.PretrainDataModule` whose
-    source is ``Source("streaming", uri, options)`` (options: those of :func:`open_streaming`).
-    A shard set is one source: write several datasets into one set instead."""
+    source is ``Source("streaming", uri, options)`` (options: those of :func:`open_streaming`,
+    e.g. ``max_cache_size``); a shard set is the only source of a run."""
     if len(sources) != 1:
         raise InputError(
-            "a streaming source must be the only data source; write all datasets into one "
-            "shard set with 'ssl4gie data optimize' (one run per dataset, one --out each) and "
-            "pretrain from one of them"
+            f"a streaming source must be the only one in data.sources (got {len(sources)}); "
+            "write the datasets into one shard set, or pretrain from one set"
         )
-    source = sources[0]
-    return open_streaming(source.root, size, max_size, encoded=decode_on_device, **source.options)
+    (source,) = sources
+    options = {"drop_last": drop_last, **source.options}
+    return open_streaming(source.root, size, max_size, encoded, **options)

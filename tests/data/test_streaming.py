@@ -322,3 +322,46 @@ def test_a_killed_run_resumes_mid_epoch_without_repeats_or_gaps(frames, tmp_path
     before = [i for batch in first.seen[:4] for i in batch]  # the 4 steps the checkpoint holds
     after = [i for batch in resumed.seen for i in batch]
     assert sorted(before + after) == list(range(N_FRAMES))
+
+
+def test_video_frames_are_stored_as_jpegs_grouped_by_video(tmp_path, capsys):
+    pytest.importorskip("av")
+    from tests.data.test_video import counting, read_code
+
+    counting(tmp_path / "videos" / "a.mp4", seconds=3)
+    counting(tmp_path / "videos" / "b.mp4", seconds=2)
+    out = tmp_path / "shards"
+    args = ["--layout", "video", "--root", str(tmp_path / "videos"), "--out", str(out)]
+    assert main(["data", "optimize", *args, "--workers", "1", "--quiet"]) == 0
+    reader = open_dataset(Source("video", str(tmp_path / "videos")), None)
+    from litdata import StreamingDataset
+
+    records = sorted(StreamingDataset(str(out)), key=lambda record: record["index"])
+    assert len(records) == len(reader) == 5  # 1 frame per second
+    for i, record in enumerate(records):
+        meta = json.loads(record["meta"])
+        assert meta["group"] == reader.groups[i] and meta["source"].endswith(f".mp4#{i}")
+        assert bytes(record["data"][:3]) == b"\xff\xd8\xff"
+        assert read_code(streaming.decode_bytes(record["data"])) == read_code(reader[i]["image"])
+    assert [json.loads(r["meta"])["group"] for r in records] == ["a.mp4"] * 3 + ["b.mp4"] * 2
+    assert json.loads((out / streaming.MARKER).read_text())["jpeg_only"]
+
+
+def test_decode_on_device_gets_jpeg_bytes_of_a_jpeg_only_set(frames, tmp_path):
+    with_png, jpegs = str(tmp_path / "with-png"), str(tmp_path / "jpegs")
+    _optimize(frames, with_png)
+    with pytest.raises(InputError, match="decode_on_device needs a shard set of JPEG frames"):
+        PretrainDataModule(Source("streaming", with_png), decode_on_device=True).setup()
+    (frames / "z.png").unlink()
+    _optimize(frames, jpegs)
+    data = PretrainDataModule(
+        Source("streaming", jpegs), max_size=24, batch_size=5, num_workers=0, decode_on_device=True
+    )
+    data.setup()
+    batch = next(iter(data.train_dataloader()))
+    assert set(batch) == {"jpeg", "index"}
+    batch = data.transfer_batch_to_device(batch, torch.device("cpu"), 0)
+    expected = AspectTrueFrames(open_dataset(Source("folder", str(frames)), None), 24)
+    for image, region, i in zip(batch["image"], batch["region"], batch["index"], strict=True):
+        assert torch.equal(region, expected[int(i)]["region"])
+        assert (image.int() - expected[int(i)]["image"].int()).abs().max() <= 1
