@@ -217,7 +217,8 @@ class PretrainDataModule(_LoaderModule):
 
     Args:
         sources: datasets read as unlabelled images (every layout has ``image``), e.g.
-            ImageNet + Hyperkvasir-unlabelled.
+            ImageNet + Hyperkvasir-unlabelled; or one ``Source("streaming", uri)``: shards
+            written by ``ssl4gie data optimize`` (:mod:`ssl4gie.data.streaming`).
         max_size: longer side of the aspect-true frames and side of the canvas; at least the
             views' size. At 512 a 720x576 frame keeps 3.2x the pixels of a 256 squash, and
             22 % of 224-px crops at scale (0.08, 1) are upsampled, against 87 % from the squash

@@ -15,12 +15,14 @@ that no longer decode are skipped and listed. The shard set is complete only onc
 again resumes from litdata's checkpoints.
 
 **Reading** (:func:`open_streaming`). litdata's ``StreamingDataset``: every process of a
-DDP run reads its own part of the shards, each sample once per epoch; with ``shuffle`` the
-shard order is permuted every epoch and samples are shuffled within the shards a worker holds.
+DDP run reads its own part of the shards, each sample at most once per epoch (all of them
+when their count divides by world size x batch size, see :func:`open_streaming`); with
+``shuffle`` the shard order is permuted every epoch and samples are shuffled within the shards
+a worker holds.
 The :class:`FrameDecoder` turns the stored bytes into the same sample dicts as the folder
 readers (fixed size, aspect-true canvas, or JPEG bytes for ``decode_on_device``). Lightning
-saves the ``StreamingDataLoader``'s position in every checkpoint, so ``--ckpt_path last``
-resumes mid-epoch without repeating or skipping samples.
+saves the ``StreamingDataLoader``'s position in every checkpoint, so resuming from a mid-epoch
+checkpoint neither repeats nor skips samples.
 
 **Object storage.** ``s3://`` URIs use the standard AWS environment variables
 (:data:`ENV_HELP`). Before any transfer :func:`check_uri` asks the store for the marker with
