@@ -3,14 +3,17 @@
 Every step writes under ``--out`` (default ``runs/demo``) and every number printed is measured
 in this run:
 
-1. ``data``: synthetic Hyperkvasir-unlabelled, HyperKvasir-labelled and Kvasir-SEG in their
-   real on-disk layouts (reused when already there), and a PNG of Barlow Twins views.
+1. ``data``: synthetic Hyperkvasir-unlabelled and Kvasir-SEG in their real on-disk layouts
+   (reused when already there), and a PNG of Barlow Twins views.
 2. ``pretrain``: Barlow Twins on a ResNet-18 with the real pretraining module and DataModule.
 3. ``zoo``: the encoder exported into the local zoo folder and loaded back by name with
    :func:`ssl4gie.load_backbone`.
-4. ``finetune``: landmark classification and polyp segmentation, each from the pretrained
-   encoder and from random initialisation; test metrics of the final weights in a table,
-   curves and a segmentation overlay as PNGs.
+4. ``finetune``: polyp segmentation (Kvasir-SEG) from the pretrained encoder and from random
+   initialisation, with all training labels and with 10 % of them, over two seeds: where the
+   label-efficiency studies see pretraining matter (a dense task, few labels; the synthetic
+   landmark classification is solved from random weights). A table of test Dice (final
+   weights, mean ± half the range over seeds), one sentence that reads it, curves and a
+   segmentation overlay as PNGs.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,24 +29,26 @@ from pathlib import Path
 from ssl4gie.cli._args import _Parser
 
 DEMO_NAME = "resnet18-barlow-demo"
+INITS = ("pretrained", "random")
 
 
 @dataclass(frozen=True)
 class Preset:
     unlabeled: int  # frames of each synthetic dataset
-    labeled: int
     kvasir_seg: int
-    size: int  # frame size on disk
+    size: int  # frame size on disk (pretraining crops its views from frames this large)
     load: int  # size the loaders resize to (views and tasks work at this size)
     pretrain_epochs: int
     finetune_epochs: int
     batch: int
+    fractions: tuple[float, ...]  # fractions of the training labels fine-tuned on
+    seeds: int  # fine-tuning seeds per cell of the table
 
 
 PRESETS = {
-    "smoke": Preset(16, 46, 12, 64, 32, 1, 1, 8),
-    "quick": Preset(192, 460, 128, 128, 64, 12, 8, 32),
-    "full": Preset(8000, 4600, 1000, 256, 224, 100, 50, 128),
+    "smoke": Preset(16, 12, 64, 32, 1, 1, 8, (1.0, 0.5), 1),
+    "quick": Preset(192, 128, 128, 64, 12, 8, 32, (1.0, 0.1), 2),
+    "full": Preset(8000, 1000, 256, 224, 100, 50, 128, (1.0, 0.1), 3),
 }
 
 
@@ -53,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sizes = parser.add_mutually_exclusive_group()
     sizes.add_argument("--full", action="store_true", help="bigger data and runs, for a GPU")
     sizes.add_argument("--smoke", action="store_true", help="tiny data and runs (tests)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data and training")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data and first run")
     parser.add_argument("--workers", type=int, default=None, help="loader workers per loader")
     return parser
 
@@ -64,7 +70,6 @@ def make_data(out: Path, preset: Preset, seed: int) -> dict[str, Path]:
 
     wanted = {
         "hyperkvasir-unlabeled": preset.unlabeled,
-        "hyperkvasir-labeled": preset.labeled,
         "kvasir-seg": preset.kvasir_seg,
     }
     roots = {}
@@ -109,7 +114,7 @@ def trainer(out: Path, name: str, epochs: int, device: str):
 
 
 def pretrain(out: Path, root: Path, preset: Preset, args) -> Path:
-    """Barlow Twins on a ResNet-18; return the last checkpoint."""
+    """Barlow Twins on a ResNet-18; return the checkpoint of its final weights."""
     from ssl4gie.data.datamodules import PretrainDataModule, Source
     from ssl4gie.methods import BarlowTwins
     from ssl4gie.transforms import TwoViews
@@ -122,14 +127,14 @@ def pretrain(out: Path, root: Path, preset: Preset, args) -> Path:
     )
     data = PretrainDataModule(
         Source("hyperkvasir-unlabeled", str(root)),
-        max_size=preset.load,
+        max_size=preset.size,  # crops from the frames as stored, as the official pipelines
         batch_size=preset.batch,
         num_workers=args.workers,
     )
     run = trainer(out, "pretrain", preset.pretrain_epochs, args.device)
     run.fit(method, datamodule=data)
     checkpoint = out / "pretrain" / "last.ckpt"
-    run.save_checkpoint(checkpoint)
+    run.save_checkpoint(checkpoint, weights_only=True)  # the export needs only the weights
     return checkpoint
 
 
@@ -153,34 +158,96 @@ def publish_locally(out: Path, checkpoint: Path, preset: Preset) -> str:
     return DEMO_NAME
 
 
-def finetune(out: Path, roots: dict[str, Path], backbone: str, preset: Preset, args) -> dict:
-    """Landmarks classification and polyp segmentation from ``backbone``; test metrics."""
-    from ssl4gie.data.datamodules import ClassificationDataModule, SegmentationDataModule
-    from ssl4gie.tasks import ClassificationTask, SegmentationTask
+def finetune(
+    out: Path, root: Path, init: str, fraction: float, seed: int, preset: Preset, args
+) -> float:
+    """Fine-tune polyp segmentation from ``init`` on ``fraction`` of the training labels with
+    training seed ``seed``; return the test Dice of the final weights.
 
-    common = {"size": preset.load, "batch_size": preset.batch, "num_workers": args.workers}
-    jobs = {
-        "classification": (
-            ClassificationTask(backbone, num_classes=6),
-            ClassificationDataModule(
-                str(roots["hyperkvasir-labeled"]), options={"task": "landmarks"}, **common
-            ),
-            "test_f1",
-        ),
-        "segmentation": (
-            SegmentationTask(backbone, decoder="fpn"),
-            SegmentationDataModule(str(roots["kvasir-seg"]), **common),
-            "test_dice",
-        ),
-    }
-    init = "pretrained" if backbone == DEMO_NAME else "random"
-    results = {}
-    for task, (model, data, metric) in jobs.items():
-        run = trainer(out, f"{task}-{init}", preset.finetune_epochs, args.device)
-        run.fit(model, datamodule=data)
-        (tested,) = run.test(model, datamodule=data, verbose=False)  # the final weights
-        results[task] = (metric, tested[metric])
-    return results
+    The split is the same for every run (seed ``args.seed``): the seeds vary the label subset
+    and the training, never the test set. An epoch shows each kept label ``1/fraction`` times,
+    so that every run takes as many optimiser steps (with 10 % of the labels, plain epochs
+    would give a tenth of the steps and compare two barely trained models)."""
+    import lightning as L
+    from torch.utils.data import ConcatDataset
+
+    from ssl4gie.data.datamodules import SegmentationDataModule
+    from ssl4gie.tasks import SegmentationTask
+
+    data = SegmentationDataModule(
+        str(root), size=preset.load, batch_size=preset.batch, num_workers=args.workers,
+        seed=args.seed, label_seed=seed, label_fraction=None if fraction == 1 else fraction,
+    )  # fmt: skip
+    L.seed_everything(seed, verbose=False)
+    data.setup()
+    data.parts["train"] = ConcatDataset([data.parts["train"]] * round(1 / fraction))
+    model = SegmentationTask(DEMO_NAME if init == "pretrained" else "resnet18", decoder="fpn")
+    run = trainer(out, run_name(init, fraction, seed), preset.finetune_epochs, args.device)
+    run.fit(model, datamodule=data)
+    (tested,) = run.test(model, datamodule=data, verbose=False)  # the final weights
+    return tested["test_dice"]
+
+
+def run_name(init: str, fraction: float, seed: int) -> str:
+    """The log folder of one fine-tuning run, e.g. ``segmentation-random-10pct-seed1``."""
+    return f"segmentation-{init}-{round(fraction * 100)}pct-seed{seed}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One init's test metric over seeds: mean and half the range (the spread of 2 seeds)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def spread(self) -> float:
+        return (max(self.values) - min(self.values)) / 2
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.spread:.3f}"
+
+
+def table(results: dict[float, dict[str, Cell]]) -> list[str]:
+    """The printed table: one row per label fraction, pretrained and random side by side with
+    their difference."""
+    lines = [f"{'labels':>6}{'pretrained':>16}{'random':>16}{'difference':>12}"]
+    for fraction, cells in results.items():
+        difference = cells["pretrained"].mean - cells["random"].mean
+        lines.append(
+            f"{fraction:>6.0%}{cells['pretrained']!s:>16}{cells['random']!s:>16}"
+            f"{difference:>+12.3f}"
+        )
+    return lines
+
+
+def reading(results: dict[float, dict[str, Cell]]) -> str:
+    """One plain sentence that reads the table: where pretraining beats random initialisation
+    by more than the seeds' spread (the sum of both half-ranges), where it loses, and "no gain
+    here" for the rest; with one seed per cell it says that it cannot tell."""
+    if any(len(cell.values) < 2 for cells in results.values() for cell in cells.values()):
+        return "One seed per cell: too few to tell a gain from seed noise (run without --smoke)."
+    kinds: dict[str, list[str]] = {"gain": [], "loss": [], "none": []}
+    for fraction, cells in results.items():
+        pretrained, random = cells["pretrained"], cells["random"]
+        difference = pretrained.mean - random.mean
+        beyond = abs(difference) > pretrained.spread + random.spread
+        kind = "none" if not beyond else "gain" if difference > 0 else "loss"
+        kinds[kind].append(f"{fraction:.0%} of the labels ({difference:+.3f} Dice)")
+    parts = []
+    if kinds["gain"]:
+        parts.append("pretraining helps with " + " and ".join(kinds["gain"]))
+    if kinds["loss"]:
+        parts.append("random initialisation does better with " + " and ".join(kinds["loss"]))
+    if kinds["none"]:
+        parts.append("no gain here with " + " and ".join(kinds["none"]))
+    sentence = "; ".join(parts)
+    return (
+        f"{sentence[0].upper()}{sentence[1:]} (a difference within the seeds' spread is no gain)."
+    )
 
 
 def read_metric(csv_path: Path, column: str, by: str = "epoch") -> tuple[list, list]:
@@ -190,25 +257,23 @@ def read_metric(csv_path: Path, column: str, by: str = "epoch") -> tuple[list, l
     return [float(row[by]) for row in rows], [float(row[column]) for row in rows]
 
 
-def save_report(out: Path) -> list[Path]:
-    """Curves of pretraining and fine-tuning, and the last segmentation overlay, as PNGs."""
+def save_report(out: Path, seed: int) -> list[Path]:
+    """Curves of pretraining and of the all-labels fine-tunes of seed ``seed``, and the last
+    segmentation overlay of the pretrained one, as PNGs."""
     from ssl4gie.viz import save_curves
 
     logs = out / "logs"
     loss = read_metric(logs / "pretrain" / "metrics.csv", "train/loss_step", by="step")
-    panels = {
-        f"{task}: validation {metric}": {
-            init: read_metric(logs / f"{task}-{init}" / "metrics.csv", f"val_{metric}")
-            for init in ("pretrained", "random")
-        }
-        for task, metric in (("classification", "f1"), ("segmentation", "dice"))
+    dice = {
+        init: read_metric(logs / run_name(init, 1.0, seed) / "metrics.csv", "val_dice")
+        for init in INITS
     }
-    pretraining = {"Barlow Twins pretraining loss": {"train": loss}}
     written = [
-        save_curves(pretraining, out / "pretrain_loss.png", xlabel="step"),
-        save_curves(panels, out / "finetune_curves.png"),
-    ]
-    overlays = sorted((logs / "segmentation-pretrained").rglob("val_epoch*.png"))
+        save_curves({"Barlow Twins pretraining loss": {"train": loss}},
+                    out / "pretrain_loss.png", xlabel="step"),
+        save_curves({"segmentation: validation Dice": dice}, out / "finetune_curves.png"),
+    ]  # fmt: skip
+    overlays = sorted((logs / run_name("pretrained", 1.0, seed)).rglob("val_epoch*.png"))
     if overlays:
         written.append(Path(shutil.copy(overlays[-1], out / "segmentation_predictions.png")))
     return written
@@ -221,26 +286,58 @@ def main(argv: list[str]) -> int:
     if args.workers is None:
         args.workers = 0 if args.smoke else 2
     out = Path(args.out)
-    started = time.perf_counter()
+    clock = Clock()
+    print(f"[1/4] data: synthetic datasets and a picture of the views in {out}")
     roots = make_data(out, preset, args.seed)
     save_views(out, roots["hyperkvasir-unlabeled"], preset, args.seed)
+    clock.lap("data")
 
     import lightning as L
 
+    print(f"[2/4] pretrain: Barlow Twins, ResNet-18, {preset.pretrain_epochs} epochs")
     L.seed_everything(args.seed, verbose=False)
     checkpoint = pretrain(out, roots["hyperkvasir-unlabeled"], preset, args)
+    clock.lap("pretrain")
+    print("[3/4] zoo: export the encoder and load it back by name")
     name = publish_locally(out, checkpoint, preset)
-    results = {}
-    for init, backbone in (("pretrained", name), ("random", "resnet18")):
-        L.seed_everything(args.seed, verbose=False)
-        results[init] = finetune(out, roots, backbone, preset, args)
-    pictures = save_report(out)
+    clock.lap("zoo")
+    seeds = range(args.seed, args.seed + preset.seeds)
+    fractions = ", ".join(f"{fraction:.0%}" for fraction in preset.fractions)
+    print(f"[4/4] finetune: polyp segmentation x {len(INITS)} inits x label fractions "
+          f"{fractions} x seeds {', '.join(map(str, seeds))}")  # fmt: skip
+    root = roots["kvasir-seg"]
+    results = {
+        fraction: {
+            init: Cell(tuple(finetune(out, root, init, fraction, seed, preset, args)
+                             for seed in seeds))
+            for init in INITS
+        }
+        for fraction in preset.fractions
+    }  # fmt: skip
+    clock.lap("finetune")
+    pictures = save_report(out, args.seed)
 
-    print(f"\n{'task':<16}{'init':<12}{'test metric':<14}{'value':>8}")
-    for init, by_task in results.items():
-        for task, (metric, value) in by_task.items():
-            print(f"{task:<16}{init:<12}{metric:<14}{value:>8.3f}")
+    print(f"\npolyp segmentation, test Dice of the final weights (mean ± half the range over "
+          f"{preset.seeds} seed(s))")  # fmt: skip
+    print("\n".join(table(results)))
+    print(reading(results))
     print(f"\npretrained encoder '{name}' (loads with ssl4gie.load_backbone('{name}'))")
     print("pictures: " + ", ".join(str(p) for p in [out / "views.png", *pictures]))
-    print(f"total {time.perf_counter() - started:.0f} s")
+    print(f"time: {clock}")
     return 0
+
+
+class Clock:
+    """Wall-clock seconds per demo step."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.laps[step], self.last = now - self.last, now
+
+    def __str__(self) -> str:
+        steps = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in self.laps.items())
+        return f"{steps}; total {time.perf_counter() - self.start:.0f} s"
