@@ -36,6 +36,7 @@ server) makes litdata use its boto3 client instead of obstore, which refuses pla
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import multiprocessing
@@ -297,10 +298,11 @@ def _index_totals(uri: str) -> tuple[int, int, int]:
     )
 
 
-def _litdata_finished(uri: str) -> bool:
+def _exists(uri: str, name: str) -> bool:
+    """Whether ``name`` (a file, or ``""``: anything) exists under ``uri``."""
     if not is_remote(uri):
-        return (Path(uri).expanduser() / "index.json").is_file()
-    bucket, key = _bucket_key(uri, "index.json")
+        return (Path(uri).expanduser() / name).exists()
+    bucket, key = _bucket_key(uri, name)
     return "Contents" in _s3_client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
 
 
@@ -328,7 +330,9 @@ def optimize_shards(
             writer imports torch and ssl4gie again: 29 s against 2 s for 37 frames measured on
             a busy 2-core machine), else ``"spawn"``.
 
-    An existing complete set at ``out`` is an InputError; an interrupted one is resumed.
+    An existing complete set at ``out`` is an InputError; an interrupted one is resumed. A
+    frame skipped by a writer before the interruption makes the resumed run write one sample
+    twice: litdata 0.2.76 checkpoints the samples written as the inputs done.
     """
     import litdata
 
@@ -338,20 +342,20 @@ def optimize_shards(
         raise InputError(f"--out {out} already holds a complete shard set; choose a new --out")
     n = len(reader)
     _check_free_space(out, reader, n)
-    with tempfile.TemporaryDirectory(prefix="ssl4gie-bad-") as bad_dir:
-        if not _litdata_finished(out):
-            litdata.optimize(
-                _WriteOne(reader, bad_dir),
-                list(range(n)),
-                out,
-                chunk_bytes=shard_size,
-                num_workers=max(1, min(num_workers, n)),
-                use_checkpoint=True,
-                reorder_files=False,
-                start_method=start_method or _START_METHOD,
-                verbose=progress,
-            )
-        bad = sorted(line for f in Path(bad_dir).iterdir() for line in f.read_text().splitlines())
+    bad_dir = _bad_list_dir(out, fresh=not _exists(out, ""))
+    if not _exists(out, "index.json"):
+        litdata.optimize(
+            _WriteOne(reader, str(bad_dir)),
+            list(range(n)),
+            out,
+            chunk_bytes=shard_size,
+            num_workers=max(1, min(num_workers, n)),
+            use_checkpoint=True,
+            reorder_files=False,
+            start_method=start_method or _START_METHOD,
+            verbose=progress,
+        )
+    bad = sorted({line for f in bad_dir.iterdir() for line in f.read_text().splitlines()})
     samples, shards, size = _index_totals(out)
     marker = {
         "format": "ssl4gie-shards",
@@ -365,7 +369,20 @@ def optimize_shards(
         **(about or {}),
     }
     _write_marker(out, marker)
+    shutil.rmtree(bad_dir, ignore_errors=True)
     return ShardSummary(out, samples, shards, size, bad)
+
+
+def _bad_list_dir(out: str, fresh: bool) -> Path:
+    """A local folder for the writers' lists of skipped files, one per ``out``: kept until the
+    set is complete, so a resumed run still lists what the killed one skipped (emptied for a
+    ``fresh`` start)."""
+    key = hashlib.sha1(out.encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"ssl4gie-bad-{key}"
+    if fresh:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def _all_jpeg(reader, n: int) -> bool:
