@@ -164,3 +164,17 @@ def test_swav_scores_every_crop_against_normalised_prototypes():
     expected = swav_loss(scores, None, temperature=0.1, epsilon=0.05, iterations=3, num_assign=2)
     _close(loss, expected)
     _close(method.prototypes.weight, prototypes)
+
+
+def test_multi_crop_methods_refuse_two_crops():
+    from ssl4gie.errors import InputError
+
+    two = _two_views()
+    crops = {"global_size": 32, "local_size": 16, "num_local": 1}
+    swav = SwAV("resnet18", hidden_dim=16, dim=8, num_prototypes=4, views=MultiCrop.swav(**crops))
+    with pytest.raises(InputError, match=r"^SwAV needs more than 2 crops, got 2$"):
+        swav.ssl_loss(two)
+    heads = {"out_dim": 8, "hidden_dim": 8, "bottleneck_dim": 4}
+    dino = DINO("resnet18", **heads, views=MultiCrop.dino(**crops))
+    with pytest.raises(InputError, match=r"^DINO needs 2 global crops and >= 1 local crop, got 2$"):
+        dino.ssl_loss(two)
