@@ -165,40 +165,38 @@ def test_incomplete_or_foreign_sets_are_refused(frames, tmp_path):
         PretrainDataModule(Source("streaming", str(out)), max_size=32)
 
 
-_SLOW_WRITER = """
-import sys, time
-from ssl4gie.data import streaming
-from ssl4gie.data.datamodules import Source, open_dataset
+class _Slow:
+    """A reader giving one frame every 0.3 s, so that a kill lands mid-way."""
 
-class Slow:  # a reader giving one frame every 0.3 s, so that the kill lands mid-way
-    def __init__(self, reader):
+    def __init__(self, reader) -> None:
         self.reader, self.images = reader, reader.images
-    def __len__(self):
+
+    def __len__(self) -> int:
         return len(self.reader)
-    def encoded(self, i):
+
+    def encoded(self, i: int) -> bytes:
         time.sleep(0.3)
         return self.images[i].read_bytes()
 
-reader = Slow(open_dataset(Source("folder", sys.argv[1]), None))
-streaming.optimize_shards(reader, sys.argv[2], "2kb", progress=False)
-"""
 
-
-@pytest.mark.slow
 def test_a_killed_write_is_never_complete_and_resumes(frames, tmp_path):
     out = tmp_path / "shards"
-    writer = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_WRITER, str(frames), str(out)], start_new_session=True
-    )
+    reader = open_dataset(Source("folder", str(frames)), None)
+    writer = os.fork()
+    if writer == 0:  # the writer, in its own process group with its litdata workers
+        os.setsid()
+        try:
+            streaming.optimize_shards(_Slow(reader), str(out), "2kb", progress=False)
+        finally:
+            os._exit(0)
     deadline = time.monotonic() + 60
     while not (out / "chunk-0-3.bin").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(writer.pid, signal.SIGKILL)  # the writer and its litdata workers
-    writer.wait()
+    os.killpg(writer, signal.SIGKILL)
+    os.waitpid(writer, 0)
     assert (out / "chunk-0-3.bin").exists() and not (out / "index.json").exists()
     with pytest.raises(InputError, match="no complete"):
         streaming.check_uri(str(out))
-    reader = open_dataset(Source("folder", str(frames)), None)
     summary = streaming.optimize_shards(reader, str(out), "2kb", progress=False)
     indices = sorted(int(s["index"]) for s in streaming.open_streaming(str(out), size=8))
     assert summary.samples == N_FRAMES and indices == list(range(N_FRAMES))
