@@ -58,6 +58,21 @@ def test_reading_refuses_to_judge_one_seed():
     assert reading(one).startswith("One seed per cell")
 
 
+def test_a_task_keeps_no_checkpoint_when_the_trainer_has_checkpointing_off(tmp_path):
+    """The demo's fine-tunes report their final weights: no best/last checkpoint per epoch."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from ssl4gie.tasks import SegmentationTask
+
+    task = SegmentationTask("resnet18", decoder="fpn")
+    for enabled, expected in ((False, []), (True, [ModelCheckpoint])):
+        task.trainer = L.Trainer(
+            enable_checkpointing=enabled, logger=False, default_root_dir=tmp_path
+        )
+        assert [type(callback) for callback in task.configure_callbacks()] == expected
+
+
 def test_demo_reuses_its_data(tmp_path):
     roots = make_data(tmp_path, PRESETS["smoke"], seed=0)
     stamp = (roots["kvasir-seg"] / "kavsir_bboxes.json").stat().st_mtime_ns

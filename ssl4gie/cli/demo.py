@@ -107,7 +107,7 @@ def trainer(out: Path, name: str, epochs: int, device: str):
         precision="bf16-mixed" if device == "cuda" else "32-true",
         logger=CSVLogger(out / "logs", name=name, version=""),
         default_root_dir=out / name,
-        enable_checkpointing=False,  # one checkpoint at the end of pretraining is all we need
+        enable_checkpointing=False,  # pretraining saves its final weights once; tasks keep none
         enable_model_summary=False,
         log_every_n_steps=1,
     )

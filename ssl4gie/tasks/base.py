@@ -342,10 +342,11 @@ class TaskModule(L.LightningModule):
     def configure_callbacks(self) -> list[L.Callback]:
         """Keep the checkpoint with the best ``monitor`` (as SSL4GIE keeps the best validation
         epoch) and ``last.ckpt`` for resume; it replaces the Trainer's plain checkpointing.
-        None in a fast dev run (Lightning 2.6's ``save_last`` would still write one)."""
+        None in a fast dev run (Lightning 2.6's ``save_last`` would still write one) or when the
+        Trainer's checkpointing is off (``enable_checkpointing=False``)."""
         from lightning.pytorch.callbacks import ModelCheckpoint
 
-        if self.trainer.fast_dev_run:
+        if self.trainer.fast_dev_run or self.trainer.checkpoint_callback is None:
             return []
         return [
             ModelCheckpoint(
