@@ -52,6 +52,7 @@ import torch
 from PIL import Image
 
 from ssl4gie import __version__
+from ssl4gie._io import check_free_space
 from ssl4gie.data.decode import (
     _decode_with_pil,
     _decode_with_torchvision,
@@ -268,15 +269,7 @@ def _check_free_space(out: str, reader, n: int) -> None:
     if is_remote(out) or images is None or getattr(reader, "encoded", None) is not None:
         return
     need = _SPACE_MARGIN * sum(Path(path).stat().st_size for path in set(images[:n]))
-    folder = Path(out).expanduser().resolve()
-    while not folder.exists():
-        folder = folder.parent
-    free = shutil.disk_usage(folder).free
-    if need > free:
-        raise InputError(
-            f"--out {out}: the shards need about {need / 1e9:.2f} GB and {folder} has "
-            f"{free / 1e9:.2f} GB free; free space or choose another destination"
-        )
+    check_free_space(out, need, f"data optimize --out {out}")
 
 
 def _index_totals(uri: str) -> tuple[int, int, int]:
