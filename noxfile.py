@@ -128,9 +128,16 @@ LOSSES = (
     "simmim",
     "swav",
 )
+LOSS_KILLERS = "tests/losses/test_mutant_killers.py"
 MUTANTS: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
-    **{f"losses/{name}.py": (None, (f"tests/losses/test_{name}.py",)) for name in LOSSES},
-    "losses/_checks.py": (None, tuple(f"tests/losses/test_{name}.py" for name in LOSSES)),
+    **{
+        f"losses/{name}.py": (None, (f"tests/losses/test_{name}.py", LOSS_KILLERS))
+        for name in LOSSES
+    },
+    "losses/_checks.py": (
+        None,
+        (*(f"tests/losses/test_{name}.py" for name in LOSSES), LOSS_KILLERS),
+    ),
     "methods/momentum.py": (
         None,
         ("tests/methods/test_momentum_update.py", "tests/methods/test_loss_composition.py"),
@@ -171,20 +178,27 @@ KILLED = ("ok_killed", "bad_timeout", "ok_suspicious")  # a timeout or slow-down
 @nox.session(venv_backend="none")
 def mutants(session: nox.Session) -> None:
     """Mutation testing of the core with mutmut 2, never part of ``tests`` (about 60 minutes on
-    2 CPU cores); ``nox -s mutants -- tasks/metrics.py methods/momentum.py`` runs some modules.
+    2 CPU cores); ``nox -s mutants -- tasks/metrics.py methods/momentum.py`` runs some modules,
+    ``-- --jobs 1 ...`` one at a time (default two) when others share the machine.
 
     Each module of ``MUTANTS`` is mutated in its own copy of the tree under
-    ``<envdir>/mutants`` (mutmut edits the source in place), two modules at a time, against its
-    own tests only; method files only in the functions named there. Prints the kill rate per
-    module and writes the diff of every surviving mutant to ``<envdir>/mutants/survivors.md``;
-    survivors judged equivalent are listed, with why, in tests/mutants-equivalent.md.
+    ``<envdir>/mutants`` (mutmut edits the source in place) against its own tests only; method
+    files only in the functions named there. Prints the kill rate per module and writes the diff
+    of every surviving mutant to ``<envdir>/mutants/survivors.md``; survivors judged equivalent
+    are listed, with why, in tests/mutants-equivalent.md.
     """
     bindir = project_env(session)
-    run_in(session, bindir, "python", "-m", "pip", "install", "-q", "mutmut==2.5.1", "whatthepatch")
-    chosen = [module for module in MUTANTS if not session.posargs or module in session.posargs]
+    run_in(session, bindir, "python", "-m", "pip", "install", "-q", "mutmut==2.5.1")
+    args, jobs = list(session.posargs), 2
+    if "--jobs" in args:
+        at = args.index("--jobs")
+        jobs, args = int(args[at + 1]), args[:at] + args[at + 2 :]
+    unknown = sorted(set(args) - set(MUTANTS))
+    if unknown:
+        session.error(f"unknown modules {unknown}: expected keys of noxfile.py's MUTANTS")
+    chosen = [module for module in MUTANTS if not args or module in args]
     work = ENVDIR / "mutants"
-    shutil.rmtree(work, ignore_errors=True)
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda module: _mutate(bindir, work, module), chosen))
     lines = ["# Surviving mutants", ""]
     for module, statuses, survivors in results:
@@ -202,15 +216,16 @@ def _mutate(bindir: Path, work: Path, module: str) -> tuple[str, list[str], list
     functions, tests = MUTANTS[module]
     copy, target = work / module.replace("/", "-"), f"ssl4gie/{module}"
     python, helper, sock = str(bindir / "python"), "tests/_mutant_runner.py", str(copy / "sock")
+    shutil.rmtree(copy, ignore_errors=True)
     for folder in ("ssl4gie", "tests"):
         shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy)
     runner = " ".join([python, helper, "run", sock, "-x", "-q", "-p", "no:cacheprovider", *tests])
     command = [python, "-m", "mutmut", "run", "--paths-to-mutate", target, "--runner", runner]
     command += ["--tests-dir", "tests", "--no-progress", "--simple-output", "-b", "60"]
-    if functions:
-        (copy / "lines.patch").write_text(_function_lines_patch(copy / target, target, functions))
-        command += ["--use-patch-file", "lines.patch"]
+    if functions:  # a pre_mutation hook skips the rest (mutmut's --use-patch-file crashes)
+        spans = _function_lines(copy / target, functions)
+        (copy / "mutmut_config.py").write_text(MUTMUT_CONFIG.format(spans=spans))
     env = {**os.environ, "PYTHONPATH": str(copy), "HF_HUB_OFFLINE": "1"}
     with open(copy / "log.txt", "w") as log:
         server = subprocess.Popen([python, helper, "serve", sock], cwd=copy, env=env, stdout=log)
@@ -232,21 +247,21 @@ def _diff(python: str, copy: Path, mutant: int) -> str:
     return f"```diff\n{diff}\n```\n"
 
 
-def _function_lines_patch(path: Path, name: str, functions: tuple[str, ...]) -> str:
-    """A patch that adds the lines of ``functions`` (``f`` or ``Class.f``) of a module, for
-    mutmut's ``--use-patch-file`` (mutate these lines only)."""
-    tree = ast.parse(path.read_text())
+def _function_lines(path: Path, functions: tuple[str, ...]) -> list[tuple[int, int]]:
+    """The 0-based line spans (first, last) of ``functions`` (``f`` or ``Class.f``) of a module,
+    decorators included."""
     spans = []
-    for node in tree.body:
+    for node in ast.parse(path.read_text()).body:
         members = node.body if isinstance(node, ast.ClassDef) else [node]
         for member in members:
             if isinstance(member, ast.FunctionDef):
                 qualified = f"{node.name}.{member.name}" if member is not node else member.name
                 if member.name in functions or qualified in functions:
-                    spans.append((member.lineno, member.end_lineno))
-    lines = path.read_text().splitlines()
-    hunks = [f"--- a/{name}", f"+++ b/{name}"]
-    for start, end in sorted(spans):
-        hunks.append(f"@@ -{start - 1},0 +{start},{end - start + 1} @@")
-        hunks += [f"+{line}" for line in lines[start - 1 : end]]
-    return "\n".join(hunks) + "\n"
+                    first = min([member.lineno] + [d.lineno for d in member.decorator_list])
+                    spans.append((first - 1, member.end_lineno - 1))
+    return sorted(spans)
+
+
+MUTMUT_CONFIG = """def pre_mutation(context):
+    context.skip = not any(a <= context.current_line_index <= b for a, b in {spans})
+"""
