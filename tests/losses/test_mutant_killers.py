@@ -154,3 +154,21 @@ def test_barlow_twins_two_processes_equal_the_joint_batch(
     # the joint-batch gradient, or (official) this process's share of it only: 1/W
     share = 0.5 if official_grad_scale else 1.0
     assert torch.allclose(local1.grad, share * joint1.grad)
+
+
+def test_scale_shift_is_one_and_zero_where_the_fit_is_undetermined() -> None:
+    # a constant prediction (here 0.5, exact in binary) has a zero determinant: no unique fit
+    prediction, target = torch.full((2, 3, 3), 0.5), torch.rand(2, 3, 3) + 1
+    mask = torch.ones(2, 3, 3, dtype=torch.bool)
+    mask[1] = False
+    mask[1, 0, 0] = True  # a single valid pixel: undetermined too
+    scale, shift = scale_shift(prediction, target, mask)
+    assert scale.tolist() == [1.0, 1.0] and shift.tolist() == [0.0, 0.0]
+
+
+def test_scale_shift_fits_a_prediction_of_small_spread() -> None:
+    # variance 1/16 over 4 pixels: the fit is determined and exact, (s, t) = (4, 1)
+    prediction = torch.tensor([[[0.0, 0.5], [0.0, 0.5]]])
+    target = 4 * prediction + 1
+    scale, shift = scale_shift(prediction, target, torch.ones(1, 2, 2, dtype=torch.bool))
+    assert scale.item() == pytest.approx(4.0) and shift.item() == pytest.approx(1.0)
