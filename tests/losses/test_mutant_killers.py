@@ -24,7 +24,12 @@ from ssl4gie.losses import (
     soft_dice_loss,
     swav_loss,
 )
-from ssl4gie.losses.depth import scale_shift, ssi_depth_loss
+from ssl4gie.losses.depth import (
+    gradient_matching_loss,
+    scale_shift,
+    ssi_depth_loss,
+    ssi_mse_loss,
+)
 from ssl4gie.losses.dice import dice_loss
 from ssl4gie.losses.mae import patchify, unpatchify
 
@@ -172,3 +177,40 @@ def test_scale_shift_fits_a_prediction_of_small_spread() -> None:
     target = 4 * prediction + 1
     scale, shift = scale_shift(prediction, target, torch.ones(1, 2, 2, dtype=torch.bool))
     assert scale.item() == pytest.approx(4.0) and shift.item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("variance, determined", [(0.75e-12, False), (1.5e-12, True)])
+def test_scale_shift_is_determined_above_a_variance_of_1e_12(variance, determined) -> None:
+    # 4 valid pixels at +-e: a01 = 0, so det = a00 a11 = M^2 e^2 against the tolerance 1e-12 M^2
+    e = variance**0.5
+    prediction = torch.tensor([[[e, -e], [e, -e]]], dtype=torch.float64)
+    scale, shift = scale_shift(prediction, 3 * prediction + 2, torch.ones(1, 2, 2) > 0)
+    expected = (3.0, 2.0) if determined else (1.0, 0.0)
+    assert (scale.item(), shift.item()) == pytest.approx(expected)
+
+
+def test_depth_shapes_must_all_agree() -> None:
+    with pytest.raises(InputError, match=r"\[B, H, W\]"):
+        scale_shift(torch.ones(1, 2, 2), torch.ones(1, 2, 3), torch.ones(1, 2, 3) > 0)
+
+
+@pytest.mark.parametrize(
+    "function, argument, official",
+    [
+        (gradient_matching_loss, "scales", 4),  # MiDaS: K = 4 scales
+        (ssi_depth_loss, "scales", 4),
+        (ssi_depth_loss, "alpha", 0.1),  # SSL4GIE's weight of the gradient term
+    ],
+)
+def test_depth_defaults(function, argument: str, official) -> None:
+    assert inspect.signature(function).parameters[argument].default == official
+
+
+def test_ssi_depth_loss_takes_alpha_zero_and_one_scale() -> None:
+    prediction, target = torch.rand(1, 4, 4), torch.rand(1, 4, 4) + 1
+    mask = target > 1.3
+    mse = ssi_mse_loss(prediction, target, mask)
+    assert ssi_depth_loss(prediction, target, mask, alpha=0.0) == mse
+    one_scale = gradient_matching_loss(prediction, target, mask, scales=1)
+    combined = ssi_depth_loss(prediction, target, mask, alpha=1.0, scales=1)
+    assert combined.item() == pytest.approx((mse + one_scale).item())
