@@ -16,6 +16,7 @@ from ssl4gie.losses import (
     byol_loss,
     dino_center,
     dino_loss,
+    info_nce,
     info_nce_loss,
     mae_loss,
     nt_xent_loss,
@@ -32,8 +33,6 @@ from ssl4gie.losses.depth import (
 )
 from ssl4gie.losses.dice import dice_loss
 from ssl4gie.losses.mae import patchify, unpatchify
-
-_Z, _Y = torch.randn(4, 3), torch.randn(4, 2)
 
 _Z, _Y, _S = torch.randn(4, 3), torch.randn(4, 2), torch.randn(2, 4)
 
@@ -214,3 +213,37 @@ def test_ssi_depth_loss_takes_alpha_zero_and_one_scale() -> None:
     one_scale = gradient_matching_loss(prediction, target, mask, scales=1)
     combined = ssi_depth_loss(prediction, target, mask, alpha=1.0, scales=1)
     assert combined.item() == pytest.approx((mse + one_scale).item())
+
+
+@pytest.mark.parametrize(
+    "function, argument, official",
+    [
+        (dino_loss, "student_temp", 0.1),  # facebookresearch/dino main_dino.py
+        (dino_loss, "teacher_temp", 0.04),  # main_dino.py --teacher_temp (after warm-up)
+        (dino_center, "momentum", 0.9),  # main_dino.py DINOLoss center_momentum
+        (info_nce_loss, "temperature", 0.2),  # MoCo v3 paper and official ViT recipes
+    ],
+)
+def test_contrastive_defaults(function, argument: str, official) -> None:
+    assert inspect.signature(function).parameters[argument].default == official
+
+
+def test_dino_center_has_no_gradient_and_takes_momentum_0_and_1() -> None:
+    teacher = [torch.tensor([[1.0, 2.0], [3.0, 6.0]], requires_grad=True)]
+    center = torch.tensor([[10.0, 20.0]])
+    assert not dino_center(teacher, center).requires_grad
+    assert dino_center(teacher, center, momentum=0.0).tolist() == [[2.0, 4.0]]  # batch mean
+    assert dino_center(teacher, center, momentum=1.0).tolist() == [[10.0, 20.0]]
+
+
+def test_info_nce_on_the_second_of_two_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # rank 1 of 2 holds rows N..2N-1 of the joint batch: its positives are keys N + n
+    q, k_all = torch.randn(3, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
+    temperature = 0.2
+    qn, kn = q / q.norm(dim=1, keepdim=True), k_all / k_all.norm(dim=1, keepdim=True)
+    monkeypatch.setattr(info_nce, "rank", lambda: 1)  # rank 0 sends its normalised keys
+    monkeypatch.setattr(info_nce, "gather_no_grad", lambda k: torch.cat([kn[:3], k]))
+    log_p = torch.log_softmax(qn @ kn.T / temperature, dim=1)
+    expected = -sum(log_p[n, 3 + n] for n in range(3)) / 3 * 2 * temperature
+    loss = info_nce_loss(q, k_all[3:], temperature=temperature)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
