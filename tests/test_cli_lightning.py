@@ -72,8 +72,8 @@ PRETRAIN_CONFIGS = sorted(CONFIGS.glob("pretrain/*.yaml"))
 @pytest.mark.parametrize("config", PRETRAIN_CONFIGS, ids=lambda path: path.stem)
 def test_every_pretrain_config_runs(config, synthetic, tmp_path):
     root = synthetic("hyperkvasir-unlabeled", n=16)
-    result = ssl4gie_command(
-        "pretrain", "fit", "--config", f"pretrain/{config.stem}", *CPU,
+    result = ssl4gie_command(  # --verbose: the quiet console hides the line that proves 2 steps
+        "--verbose", "pretrain", "fit", "--config", f"pretrain/{config.stem}", *CPU,
         "--trainer.fast_dev_run", "2", *shrink(config, root), cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
