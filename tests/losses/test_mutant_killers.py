@@ -32,7 +32,7 @@ from ssl4gie.losses.depth import (
     ssi_mse_loss,
 )
 from ssl4gie.losses.dice import dice_loss
-from ssl4gie.losses.mae import patchify, unpatchify
+from ssl4gie.losses.mae import patchify, scene_patches, unpatchify
 
 _Z, _Y, _S = torch.randn(4, 3), torch.randn(4, 2), torch.randn(2, 4)
 
@@ -247,3 +247,21 @@ def test_info_nce_on_the_second_of_two_processes(monkeypatch: pytest.MonkeyPatch
     expected = -sum(log_p[n, 3 + n] for n in range(3)) / 3 * 2 * temperature
     loss = info_nce_loss(q, k_all[3:], temperature=temperature)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_patchify_needs_both_sides_divisible() -> None:
+    with pytest.raises(InputError, match="8x10 is not divisible by the patch size 4"):
+        patchify(torch.zeros(1, 3, 8, 10), 4)
+
+
+def test_mae_loss_needs_pred_and_target_of_one_shape() -> None:
+    with pytest.raises(InputError, match="mae_loss"):
+        mae_loss(torch.zeros(2, 4, 3), torch.zeros(2, 4, 5), torch.ones(2, 4))
+
+
+def test_scene_patches_counts_a_patch_half_scene_or_more() -> None:
+    # 4x6 image, 2x2 patches in row-major order; scene pixels per patch: 4, 2, 1 / 3, 0, 2
+    scene = torch.tensor(
+        [[1, 1, 1, 0, 1, 0], [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 1]]
+    ).bool()[None, None]
+    assert scene_patches(scene, 2).tolist() == [[1.0, 1.0, 0.0, 1.0, 0.0, 1.0]]
