@@ -19,6 +19,7 @@ from ssl4gie.losses import (
     info_nce,
     info_nce_loss,
     mae_loss,
+    nt_xent,
     nt_xent_loss,
     simmim_loss,
     sinkhorn,
@@ -265,3 +266,29 @@ def test_scene_patches_counts_a_patch_half_scene_or_more() -> None:
         [[1, 1, 1, 0, 1, 0], [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 1]]
     ).bool()[None, None]
     assert scene_patches(scene, 2).tolist() == [[1.0, 1.0, 0.0, 1.0, 0.0, 1.0]]
+
+
+def test_nt_xent_on_the_second_of_two_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # rank 1 of 2; candidates: z1 of ranks 0, 1, then z2 of ranks 0, 1 (N = 3 rows each)
+    n, temperature = 3, 0.5
+    z1_all, z2_all = torch.randn(2, 2 * n, 4, dtype=torch.float64)
+    unit = [z / z.norm(dim=1, keepdim=True) for z in (z1_all, z2_all)]
+    monkeypatch.setattr(nt_xent, "world_size", lambda: 2)
+    monkeypatch.setattr(nt_xent, "rank", lambda: 1)
+    others = iter([unit[0][:n], unit[1][:n]])  # gather(z1) is called first, then gather(z2)
+    monkeypatch.setattr(nt_xent, "gather", lambda z: torch.cat([next(others), z]))
+    candidates = torch.cat(unit)  # [4N, D]
+    total = 0.0
+    for own, positive in [(n + a, 3 * n + a) for a in range(n)] + [
+        (3 * n + a, n + a) for a in range(n)
+    ]:
+        similarities = candidates @ candidates[own] / temperature
+        others_sum = sum(similarities[c].exp() for c in range(4 * n) if c != own)
+        total += -(similarities[positive].exp() / others_sum).log().item()
+    loss = nt_xent_loss(z1_all[n:], z2_all[n:], temperature=temperature)
+    assert loss.item() == pytest.approx(total / (2 * n), rel=1e-5)
+
+
+def test_nt_xent_default_temperature() -> None:
+    # google-research/simclr: 0.5 in the CIFAR-10 recipe
+    assert inspect.signature(nt_xent_loss).parameters["temperature"].default == 0.5
