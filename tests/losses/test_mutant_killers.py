@@ -292,3 +292,18 @@ def test_nt_xent_on_the_second_of_two_processes(monkeypatch: pytest.MonkeyPatch)
 def test_nt_xent_default_temperature() -> None:
     # google-research/simclr: 0.5 in the CIFAR-10 recipe
     assert inspect.signature(nt_xent_loss).parameters["temperature"].default == 0.5
+
+
+def test_simmim_one_masked_pixel_divides_by_1_plus_1e_5() -> None:
+    # official SimMIM: sum(|pred - target| * mask) / (sum(mask) + 1e-5) / C
+    pred, target = torch.zeros(1, 2, 2, 2, dtype=torch.float64), torch.zeros(1, 2, 2, 2)
+    pred[0, :, 0, 0] = torch.tensor([1.0, 3.0])
+    mask = torch.zeros(1, 2, 2)
+    mask[0, 0, 0] = 1
+    expected = (1.0 + 3.0) / (1 + 1e-5) / 2
+    assert simmim_loss(pred, target.double(), mask).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_simmim_needs_pred_and_target_of_one_shape() -> None:
+    with pytest.raises(InputError, match="simmim_loss"):
+        simmim_loss(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 5), torch.ones(2, 4, 4))
