@@ -307,3 +307,31 @@ def test_simmim_one_masked_pixel_divides_by_1_plus_1e_5() -> None:
 def test_simmim_needs_pred_and_target_of_one_shape() -> None:
     with pytest.raises(InputError, match="simmim_loss"):
         simmim_loss(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 5), torch.ones(2, 4, 4))
+
+
+@pytest.mark.parametrize(
+    "function, argument, official",
+    [  # facebookresearch/swav main_swav.py: --epsilon 0.05, --sinkhorn_iterations 3,
+        (sinkhorn, "epsilon", 0.05),  # --temperature 0.1
+        (sinkhorn, "iterations", 3),
+        (swav_loss, "temperature", 0.1),
+        (swav_loss, "epsilon", 0.05),
+        (swav_loss, "iterations", 3),
+    ],
+)
+def test_swav_defaults(function, argument: str, official) -> None:
+    assert inspect.signature(function).parameters[argument].default == official
+
+
+def test_sinkhorn_codes_have_no_gradient() -> None:
+    assert not sinkhorn(torch.randn(4, 3, requires_grad=True)).requires_grad
+
+
+def test_swav_with_one_assigning_crop() -> None:
+    # crop 0 gets the codes; crops 1 and 2 predict them: mean of their two cross-entropies
+    scores = torch.randn(3, 4, 5, dtype=torch.float64).unbind(0)
+    codes = sinkhorn(scores[0])
+    expected = sum(
+        -(codes * torch.log_softmax(s / 0.1, dim=1)).sum(dim=1).mean() for s in scores[1:]
+    )
+    assert swav_loss(list(scores), num_assign=1).item() == pytest.approx(expected.item() / 2)
