@@ -160,7 +160,11 @@ MUTANTS: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
     ),
     "tasks/metrics.py": (
         None,
-        ("tests/tasks/test_metrics.py", "tests/tasks/test_perfect_outputs.py"),
+        (
+            "tests/tasks/test_metrics.py",
+            "tests/tasks/test_perfect_outputs.py",
+            "tests/tasks/test_metrics_mutants.py",
+        ),
     ),
     "data/splits.py": (None, ("tests/data/test_splits.py", "tests/data/test_leaks_by_hand.py")),
     "data/near_duplicates.py": (
