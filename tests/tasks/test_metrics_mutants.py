@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ssl4gie.errors import InputError
-from ssl4gie.tasks.metrics import OverlapMetrics, overlap_scores
+from ssl4gie.tasks.metrics import OverlapMetrics, aligned_depth_scores, overlap_scores
 
 
 def _scores(predicted, target) -> dict[str, float]:
@@ -53,3 +53,16 @@ def test_overlap_metrics_default_to_binary_and_refuse_one_class() -> None:
     with pytest.raises(InputError) as info:
         OverlapMetrics(num_classes=1)
     assert str(info.value) == "num_classes counts the background and must be >= 2, got 1"
+
+
+def test_depth_scores_below_one_millimetre() -> None:
+    # a perfect prediction of depths below 1: every ratio is 1, delta1 = 1
+    target = torch.tensor([[[0.2, 0.4, 0.6, 0.8]]])
+    perfect = aligned_depth_scores(target.clone(), target)
+    assert perfect["delta1"].item() == 1.0 and perfect["rmse"].item() == pytest.approx(0, abs=1e-6)
+    # target 0.2, 0.8, 0.2, 0.8 against 0, 1, 1, 0: zero covariance, so the fit is the constant
+    # 0.5; errors 0.3 everywhere, relative 1.5 and 0.375; ratios 2.5 and 1.6, none < 1.25
+    target = torch.tensor([[[0.2, 0.8, 0.2, 0.8]]])
+    scores = aligned_depth_scores(torch.tensor([[[0.0, 1.0, 1.0, 0.0]]]), target)
+    expected = {"rmse": 0.3, "abs_rel": 0.9375, "median_rel": 0.9375, "mae": 0.3, "delta1": 0.0}
+    assert {k: v.item() for k, v in scores.items()} == pytest.approx(expected, abs=1e-5)
