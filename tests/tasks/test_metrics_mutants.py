@@ -66,3 +66,14 @@ def test_depth_scores_below_one_millimetre() -> None:
     scores = aligned_depth_scores(torch.tensor([[[0.0, 1.0, 1.0, 0.0]]]), target)
     expected = {"rmse": 0.3, "abs_rel": 0.9375, "median_rel": 0.9375, "mae": 0.3, "delta1": 0.0}
     assert {k: v.item() for k, v in scores.items()} == pytest.approx(expected, abs=1e-5)
+
+
+def test_delta1_counts_ratios_strictly_below_1_25() -> None:
+    # a constant prediction has no unique fit, so it stays as is: ratios 1.25 (exact) and 1
+    scores = aligned_depth_scores(torch.full((1, 1, 2), 1.25), torch.tensor([[[1.0, 1.25]]]))
+    assert scores["delta1"].item() == 0.5
+
+
+def test_depth_scores_skip_images_without_valid_pixels() -> None:
+    scores = aligned_depth_scores(torch.rand(2, 2, 2), torch.zeros(2, 2, 2))
+    assert all(value.shape == (0,) for value in scores.values())
