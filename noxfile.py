@@ -166,7 +166,14 @@ MUTANTS: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
             "tests/tasks/test_metrics_mutants.py",
         ),
     ),
-    "data/splits.py": (None, ("tests/data/test_splits.py", "tests/data/test_leaks_by_hand.py")),
+    "data/splits.py": (
+        None,
+        (
+            "tests/data/test_splits.py",
+            "tests/data/test_leaks_by_hand.py",
+            "tests/data/test_splits_mutants.py",
+        ),
+    ),
     "data/near_duplicates.py": (
         None,
         ("tests/data/test_splits.py", "tests/data/test_leaks_by_hand.py"),

@@ -1,0 +1,82 @@
+"""Checks that kill the mutants ``nox -s mutants`` found surviving in ``ssl4gie/data/splits.py``:
+every bad-input line in full, and the bounds of the fractions, each against a hand-made case."""
+
+import numpy as np
+import pytest
+import torch
+
+from ssl4gie.data.splits import (
+    Split,
+    group_split,
+    grouped_split_indices,
+    label_fraction_indices,
+    part_sizes,
+    random_split_indices,
+)
+from ssl4gie.errors import InputError
+
+BAD_CALLS = {
+    "groups has shape (2, 2); pass a 1-D sequence": lambda: group_split(torch.zeros(2, 2), [], []),
+    "groups has 3 entries but labels has 2; pass one entry per image to both": lambda: (
+        grouped_split_indices([0, 1, 2], labels=[0, 1])
+    ),
+    "split fractions [0.5, 0.5] must be three numbers (train, val, test)": lambda: part_sizes(
+        10, (0.5, 0.5)
+    ),
+    "split fractions [1.5, -0.5, 0.0] must lie in [0, 1] with a train fraction above 0, e.g. "
+    "(0.8, 0.1, 0.1)": lambda: part_sizes(10, (1.5, -0.5, 0.0)),
+    "split fractions [0.0, 0.5, 0.5] must lie in [0, 1] with a train fraction above 0, e.g. "
+    "(0.8, 0.1, 0.1)": lambda: part_sizes(10, (0.0, 0.5, 0.5)),
+    "split fractions [0.8, 0.1, 0.2] sum to 1.1; make them sum to 1, e.g. (0.8, 0.1, 0.1)": (
+        lambda: part_sizes(10, (0.8, 0.1, 0.2))
+    ),
+    "split indices must be >= 0; pass positions into the dataset": lambda: Split([-1], [], []),
+    "split parts overlap; give each index to one part only": lambda: Split([0, 1], [1], []),
+    "split has index 3 but there are only 2 images; use the split made for these images": (
+        lambda: Split([0], [3], []).part_codes(2)
+    ),
+    "cannot split 0 images; pass the dataset length (an int >= 1)": lambda: random_split_indices(0),
+    "cannot split 2.5 images; pass the dataset length (an int >= 1)": lambda: random_split_indices(
+        2.5
+    ),
+    "groups ['a'] are named for both val and test; give each group to one part": lambda: (
+        group_split(["a", "b"], ["a"], ["a"])
+    ),
+    "test_groups names unknown group 'zzz'; the groups are: a, b": lambda: group_split(
+        ["a", "b"], [], ["zzz"]
+    ),
+    "give exactly one of fraction= (e.g. 0.1) or per_class= (e.g. 10)": lambda: (
+        label_fraction_indices([0, 1])
+    ),
+    "per_class=0 must be a whole number >= 1, e.g. 10": lambda: label_fraction_indices(
+        [0, 1], per_class=0
+    ),
+    "per_class=1.5 must be a whole number >= 1, e.g. 10": lambda: label_fraction_indices(
+        [0, 1], per_class=1.5
+    ),
+    "label fraction 0.0 must lie in (0, 1], e.g. 0.01 or 0.1": lambda: label_fraction_indices(
+        [0, 1], fraction=0.0
+    ),
+}
+
+
+@pytest.mark.parametrize("message", BAD_CALLS)
+def test_bad_input_line_in_full(message: str) -> None:
+    with pytest.raises(InputError) as info:
+        BAD_CALLS[message]()
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "n, fractions, sizes",
+    [(5, (1.0, 0.0, 0.0), (5, 0, 0)), (10, (0.9, 0.0, 0.1), (9, 0, 1))],
+)
+def test_fractions_of_one_and_zero_are_allowed(n, fractions, sizes) -> None:
+    assert part_sizes(n, fractions) == sizes
+
+
+def test_whole_label_set_and_one_per_class() -> None:
+    labels = np.array([0, 0, 0, 1, 1])
+    assert label_fraction_indices(labels, fraction=1.0).tolist() == [0, 1, 2, 3, 4]
+    one_each = label_fraction_indices(labels, per_class=1)
+    assert sorted(labels[one_each].tolist()) == [0, 1]
