@@ -1,6 +1,8 @@
 """Checks that kill the mutants ``nox -s mutants`` found surviving in ``ssl4gie/data/splits.py``:
 every bad-input line in full, and the bounds of the fractions, each against a hand-made case."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -80,3 +82,15 @@ def test_whole_label_set_and_one_per_class() -> None:
     assert label_fraction_indices(labels, fraction=1.0).tolist() == [0, 1, 2, 3, 4]
     one_each = label_fraction_indices(labels, per_class=1)
     assert sorted(labels[one_each].tolist()) == [0, 1]
+
+
+def test_fractions_may_miss_1_by_1e_6_at_most() -> None:
+    assert sum(part_sizes(10, (0.8, 0.1, 0.1000005))) == 10
+    with pytest.raises(InputError, match="sum to"):
+        part_sizes(10, (0.8, 0.1, 0.1000015))
+
+
+def test_split_is_frozen() -> None:
+    split = Split([0], [1], [2])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        split.train = np.array([2])
