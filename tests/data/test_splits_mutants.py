@@ -94,3 +94,8 @@ def test_split_is_frozen() -> None:
     split = Split([0], [1], [2])
     with pytest.raises(dataclasses.FrozenInstanceError):
         split.train = np.array([2])
+
+
+def test_default_fractions_are_the_protocol_80_10_10() -> None:
+    assert part_sizes(612) == (490, 61, 61)  # SSL4GIE: 80/10/10, largest remainder
+    assert [len(part) for part in random_split_indices(10).to_dict().values()] == [8, 1, 1]
