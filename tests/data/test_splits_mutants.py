@@ -98,4 +98,5 @@ def test_split_is_frozen() -> None:
 
 def test_default_fractions_are_the_protocol_80_10_10() -> None:
     assert part_sizes(612) == (490, 61, 61)  # SSL4GIE: 80/10/10, largest remainder
-    assert [len(part) for part in random_split_indices(10).to_dict().values()] == [8, 1, 1]
+    for split in (random_split_indices(10), grouped_split_indices(list(range(10)))):
+        assert [len(part) for part in split.to_dict().values()] == [8, 1, 1]
