@@ -100,3 +100,15 @@ def test_default_fractions_are_the_protocol_80_10_10() -> None:
     assert part_sizes(612) == (490, 61, 61)  # SSL4GIE: 80/10/10, largest remainder
     for split in (random_split_indices(10), grouped_split_indices(list(range(10)))):
         assert [len(part) for part in split.to_dict().values()] == [8, 1, 1]
+
+
+def test_random_split_is_the_seeded_permutation_cut_in_order() -> None:
+    # the documented rule: default_rng(seed).permutation(n) cut into runs of 8, 1, 1; seed 0
+    order = np.random.default_rng(0).permutation(10)
+    split = random_split_indices(10)
+    assert split.train.tolist() == sorted(order[:8].tolist())
+    assert split.val.tolist() == [order[8]] and split.test.tolist() == [order[9]]
+
+
+def test_one_image_goes_to_train() -> None:
+    assert random_split_indices(1).to_dict() == {"train": [0], "val": [], "test": []}
