@@ -47,6 +47,9 @@ BAD_CALLS = {
     "test_groups names unknown group 'zzz'; the groups are: a, b": lambda: group_split(
         ["a", "b"], [], ["zzz"]
     ),
+    "val_groups names unknown group 'zzz'; the groups are: a, b": lambda: group_split(
+        ["a", "b"], ["zzz"], []
+    ),
     "give exactly one of fraction= (e.g. 0.1) or per_class= (e.g. 10)": lambda: (
         label_fraction_indices([0, 1])
     ),
