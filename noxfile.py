@@ -176,7 +176,11 @@ MUTANTS: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
     ),
     "data/near_duplicates.py": (
         None,
-        ("tests/data/test_splits.py", "tests/data/test_leaks_by_hand.py"),
+        (
+            "tests/data/test_splits.py",
+            "tests/data/test_leaks_by_hand.py",
+            "tests/data/test_near_duplicates_mutants.py",
+        ),
     ),
     "zoo/convert.py": (
         None,
