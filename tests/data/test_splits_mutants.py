@@ -17,10 +17,18 @@ from ssl4gie.data.splits import (
 )
 from ssl4gie.errors import InputError
 
+from .test_leaks_by_hand import _greedy_by_loop
+
 BAD_CALLS = {
     "groups has shape (2, 2); pass a 1-D sequence": lambda: group_split(torch.zeros(2, 2), [], []),
     "groups has 3 entries but labels has 2; pass one entry per image to both": lambda: (
         grouped_split_indices([0, 1, 2], labels=[0, 1])
+    ),
+    "groups has shape (1, 2); pass a 1-D sequence": lambda: grouped_split_indices(
+        torch.zeros(1, 2)
+    ),
+    "labels has shape (2, 1); pass a 1-D sequence": lambda: grouped_split_indices(
+        [0, 1], labels=torch.zeros(2, 1)
     ),
     "split fractions [0.5, 0.5] must be three numbers (train, val, test)": lambda: part_sizes(
         10, (0.5, 0.5)
@@ -115,3 +123,13 @@ def test_random_split_is_the_seeded_permutation_cut_in_order() -> None:
 
 def test_one_image_goes_to_train() -> None:
     assert random_split_indices(1).to_dict() == {"train": [0], "val": [], "test": []}
+
+
+def test_grouped_split_seed_defaults_to_0_and_a_fraction_of_1_takes_all() -> None:
+    rng = np.random.default_rng(7)
+    groups, labels = rng.integers(0, 12, size=50).tolist(), rng.integers(0, 3, size=50).tolist()
+    got = grouped_split_indices(groups, (0.6, 0.25, 0.15), labels=labels)
+    expected = _greedy_by_loop(groups, labels, (0.6, 0.25, 0.15), seed=0)
+    assert got.to_dict() == expected.to_dict()
+    everything = grouped_split_indices([0, 0, 1, 2], (1.0, 0.0, 0.0))
+    assert everything.to_dict() == {"train": [0, 1, 2, 3], "val": [], "test": []}
