@@ -30,6 +30,9 @@ BAD_CALLS = {
     "labels has shape (2, 1); pass a 1-D sequence": lambda: grouped_split_indices(
         [0, 1], labels=torch.zeros(2, 1)
     ),
+    "labels has shape (2, 2); pass a 1-D sequence": lambda: label_fraction_indices(
+        torch.zeros(2, 2), fraction=0.5
+    ),
     "split fractions [0.5, 0.5] must be three numbers (train, val, test)": lambda: part_sizes(
         10, (0.5, 0.5)
     ),
@@ -133,3 +136,16 @@ def test_grouped_split_seed_defaults_to_0_and_a_fraction_of_1_takes_all() -> Non
     assert got.to_dict() == expected.to_dict()
     everything = grouped_split_indices([0, 0, 1, 2], (1.0, 0.0, 0.0))
     assert everything.to_dict() == {"train": [0, 1, 2, 3], "val": [], "test": []}
+
+
+def test_label_fraction_default_seed_follows_the_rule_by_loop() -> None:
+    # the docstring's rule: one default_rng(0) permutation orders every class; class c gives
+    # its first max(1, floor(0.3 * n_c + 0.5)) members in that order
+    labels = np.random.default_rng(3).integers(0, 3, size=40)
+    taken, kept = {}, []
+    for i in np.random.default_rng(0).permutation(40):
+        c = labels[i]
+        if taken.get(c, 0) < max(1, int(np.floor(0.3 * (labels == c).sum() + 0.5))):
+            taken[c] = taken.get(c, 0) + 1
+            kept.append(int(i))
+    assert label_fraction_indices(labels, fraction=0.3).tolist() == sorted(kept)
