@@ -40,6 +40,8 @@ BAD_CALLS = {
     "(0.8, 0.1, 0.1)": lambda: part_sizes(10, (1.5, -0.5, 0.0)),
     "split fractions [0.0, 0.5, 0.5] must lie in [0, 1] with a train fraction above 0, e.g. "
     "(0.8, 0.1, 0.1)": lambda: part_sizes(10, (0.0, 0.5, 0.5)),
+    "split fractions [0.9, 0.2, -0.1] must lie in [0, 1] with a train fraction above 0, e.g. "
+    "(0.8, 0.1, 0.1)": lambda: part_sizes(10, (0.9, 0.2, -0.1)),
     "split fractions [0.8, 0.1, 0.2] sum to 1.1; make them sum to 1, e.g. (0.8, 0.1, 0.1)": (
         lambda: part_sizes(10, (0.8, 0.1, 0.2))
     ),
@@ -149,3 +151,7 @@ def test_label_fraction_default_seed_follows_the_rule_by_loop() -> None:
             taken[c] = taken.get(c, 0) + 1
             kept.append(int(i))
     assert label_fraction_indices(labels, fraction=0.3).tolist() == sorted(kept)
+
+
+def test_part_codes_mark_images_in_no_part_with_minus_1() -> None:
+    assert Split([0], [], [3]).part_codes(4).tolist() == [0, -1, -1, 2]
