@@ -38,6 +38,15 @@ def synthetic(tmp_path_factory):
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (tiny models: OpenMP hand-offs cost more than help)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def landmarks_datamodule(synthetic):
     """A ClassificationDataModule of 92 synthetic HyperKvasir frames, landmark task, 32 px,
     batches of 4, no workers."""

@@ -8,7 +8,6 @@ import importlib
 import pkgutil
 
 import pytest
-import torch
 
 import ssl4gie
 
@@ -20,13 +19,7 @@ MODULES = sorted(
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
-@pytest.fixture(autouse=True)
-def _seeded_one_thread():
-    threads = torch.get_num_threads()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # seeded by conftest._seed
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -23,14 +23,7 @@ from ssl4gie.transforms.views import MultiCrop, TwoViews
 B = 4
 
 
-@pytest.fixture(autouse=True)
-def _seeded_one_thread():
-    """Fixed weights and views; one thread (tiny models: OpenMP hand-offs cost more than help)."""
-    threads = torch.get_num_threads()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # seeded by conftest._seed
 
 
 def _two_views() -> list[torch.Tensor]:

@@ -12,14 +12,7 @@ import torch
 from ssl4gie.tasks import ClassificationTask, DepthTask, DetectionTask, SegmentationTask
 from ssl4gie.tasks.metrics import AlignedDepthMetrics
 
-
-@pytest.fixture(autouse=True)
-def _seeded_one_thread():
-    threads = torch.get_num_threads()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # seeded by conftest._seed
 
 
 def _computed(task, output, batch) -> dict[str, float]:
