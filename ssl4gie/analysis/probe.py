@@ -60,9 +60,9 @@ def knn_accuracy(features: Tensor, labels: Tensor, k: int = 20, temperature: flo
 
 
 def knn_scores(
-    queries: Tensor,
     bank: Tensor,
     bank_labels: Tensor,
+    queries: Tensor,
     num_classes: int,
     k: int = 20,
     temperature: float = 0.07,
@@ -73,7 +73,7 @@ def knn_scores(
     with weight ``exp(s / temperature)``; votes are normalised to sum to 1.
 
     Args:
-        queries: ``[Q, D]`` features; bank: ``[N, D]``; bank_labels: int ``[N]``.
+        bank: ``[N, D]`` features; bank_labels: int ``[N]``; queries: ``[Q, D]``.
 
     Returns:
         ``[Q, num_classes]`` class scores (rows sum to 1).
@@ -96,7 +96,7 @@ def knn_predict(
     """Weighted cosine kNN labels ``[Q]`` of ``queries`` ``[Q, D]`` from ``bank`` ``[N, D]``
     with ``bank_labels`` ``[N]`` (the vote of :func:`knn_accuracy`): the argmax of
     :func:`knn_scores`."""
-    return knn_scores(queries, bank, bank_labels, num_classes, k, temperature).argmax(dim=1)
+    return knn_scores(bank, bank_labels, queries, num_classes, k, temperature).argmax(dim=1)
 
 
 def linear_probe_accuracy(

@@ -157,8 +157,8 @@ class ClassificationTask(TaskModule):
             if self.bank is None:
                 raise InputError("kNN mode scores validation and test batches only")
             return None, knn_scores(
-                self.backbone(batch["image"]),
                 *self.bank,
+                self.backbone(batch["image"]),
                 self.num_classes,
                 self.hparams.knn_k,
                 self.hparams.knn_temperature,

@@ -101,7 +101,7 @@ def test_class_weights_and_knn_votes():
     assert class_weights(torch.tensor([1, 3, 0])).tolist() == pytest.approx([4 / 3, 4 / 9, 4 / 3])
     bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
     labels = torch.tensor([0, 0, 1])
-    votes = knn_scores(torch.tensor([[1.0, 0.05], [0.1, 1.0]]), bank, labels, 2, k=2)
+    votes = knn_scores(bank, labels, torch.tensor([[1.0, 0.05], [0.1, 1.0]]), 2, k=2)
     assert votes.argmax(dim=1).tolist() == [0, 1]
     assert torch.allclose(votes.sum(dim=1), torch.ones(2))
 
