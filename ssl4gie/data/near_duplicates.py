@@ -132,9 +132,11 @@ def _describe(image: torch.Tensor) -> torch.Tensor:
 def _as_image_batch(images: torch.Tensor) -> torch.Tensor:
     """Return uint8 [3, H, W] or [B, 3, H, W] as [B, 3, H, W], or raise InputError."""
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
+        kind = type(images).__name__
+        if isinstance(images, torch.Tensor):
+            kind += f" of {images.dtype}"
         raise InputError(
-            f"cannot describe {type(images).__name__} {getattr(images, 'dtype', '')}; pass "
-            "uint8 image tensors [3, H, W] or [B, 3, H, W]"
+            f"cannot describe a {kind}; pass uint8 image tensors [3, H, W] or [B, 3, H, W]"
         )
     batch = images.unsqueeze(0) if images.ndim == 3 else images
     if batch.ndim != 4 or batch.shape[1] != 3:
@@ -177,7 +179,7 @@ def scene_descriptors(images: Iterable[torch.Tensor] | torch.Tensor) -> np.ndarr
 def _as_descriptors(descriptors) -> np.ndarray:
     """Return descriptors as float16 [N, T, D], or raise InputError."""
     descriptors = np.asarray(descriptors)
-    if descriptors.shape[1:] != (_VIEWS, _DIMENSION) or descriptors.ndim != 3:
+    if descriptors.shape[1:] != (_VIEWS, _DIMENSION):  # implies ndim == 3
         raise InputError(
             f"descriptors have shape {descriptors.shape}; pass the [N, {_VIEWS}, "
             f"{_DIMENSION}] array from scene_descriptors"
