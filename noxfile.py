@@ -247,7 +247,10 @@ def _mutate(bindir: Path, work: Path, module: str) -> tuple[str, list[str], list
     if functions:  # a pre_mutation hook skips the rest (mutmut's --use-patch-file crashes)
         spans = _function_lines(copy / target, functions)
         (copy / "mutmut_config.py").write_text(MUTMUT_CONFIG.format(spans=spans))
+    # no bytecode: mutmut rewrites a file within the same second, and a cached .pyc whose
+    # recorded mtime and size match the next mutant's would run the previous mutant instead
     env = {**os.environ, "PYTHONPATH": str(copy), "HF_HUB_OFFLINE": "1"}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     with open(copy / "log.txt", "w") as log:
         server = subprocess.Popen([python, helper, "serve", sock], cwd=copy, env=env, stdout=log)
         while not Path(sock).exists() and server.poll() is None:

@@ -129,9 +129,10 @@ def test_warmup_cosine_with_a_floor_and_an_overlong_warmup():
 
 def test_teacher_temperature_is_the_official_linspace():
     # main_dino.py: np.concatenate((np.linspace(warmup_temp, temp, warmup_epochs), ...))
-    official = np.concatenate((np.linspace(0.04, 0.07, 30), np.ones(70) * 0.07))
-    ours = [teacher_temperature(epoch, 0.04, 0.07, 30) for epoch in range(100)]
-    assert np.allclose(ours, official, atol=1e-12)
+    for warmup in (2, 3, 30):  # two warm-up epochs: linspace gives both ends, nothing between
+        official = np.concatenate((np.linspace(0.04, 0.07, warmup), np.ones(100 - warmup) * 0.07))
+        ours = [teacher_temperature(epoch, 0.04, 0.07, warmup) for epoch in range(100)]
+        assert np.allclose(ours, official, atol=1e-12)
     assert teacher_temperature(0, 0.02, 0.04, 1) == 0.02  # one warm-up epoch: linspace(a, b, 1)
     assert teacher_temperature(5, 0.02, 0.04, 0) == 0.04
 
