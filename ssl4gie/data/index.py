@@ -117,7 +117,8 @@ def _check_all(root: Path, names: list[str], progress: bool) -> list[str]:
     """Reasons (``""`` for readable) for ``names``, checked on a thread pool."""
     with concurrent.futures.ThreadPoolExecutor(_CHECK_THREADS) as pool:
         reasons = pool.map(check_image, [root / name for name in names])
-        bar = tqdm(reasons, total=len(names), desc=f"indexing {root.name}", disable=not progress)
+        quiet = not progress or not names  # a cached index checks nothing: no empty bar
+        bar = tqdm(reasons, total=len(names), desc=f"indexing {root.name}", disable=quiet)
         return list(bar)
 
 

@@ -46,6 +46,16 @@ def test_second_build_reads_the_cache(salted_folder, tmp_path, monkeypatch):
     assert len(messages) == 1
 
 
+def test_a_cached_build_shows_no_progress_bar(salted_folder, tmp_path, capsys):
+    root, _ = salted_folder
+    build_quietly(root, tmp_path / "cache")
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_index(root, tmp_path / "cache", progress=True)  # nothing left to check
+    assert "indexing" not in capsys.readouterr().err
+
+
 def test_added_or_changed_files_are_checked(salted_folder, tmp_path, monkeypatch):
     root, bad = salted_folder
     build_quietly(root, tmp_path / "cache")
