@@ -185,6 +185,8 @@ MUTANTS: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
     "zoo/convert.py": (
         None,
         (
+            "tests/zoo/test_convert_layouts.py",
+            "tests/zoo/test_convert_messages.py",
             "tests/zoo/test_convert.py",
             "tests/zoo/test_dino_full_checkpoint.py",
             "tests/zoo/test_checkpoint_safety.py",

@@ -49,7 +49,7 @@ import math
 import os
 import pickle
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,6 @@ class Format:
     """Where a released format keeps the encoder and what else it holds."""
 
     name: str
-    summary: str
     entries: tuple[str, ...] = ()  # dotted paths that may wrap the state dict, tried in order
     others: tuple[str, ...] = ()  # key prefixes of other networks (momentum encoder, predictor)
     strip: tuple[str, ...] = ()  # prefixes removed in this order where present
@@ -74,16 +73,14 @@ class Format:
 
 _MOCOV3 = Format(
     "mocov3",
-    "MoCo v3 checkpoint (facebookresearch/moco-v3)",
     entries=("state_dict",),
     others=("module.momentum_encoder.", "module.predictor."),
     strip=("module.base_encoder.",),
     heads=("fc.", "head."),
 )
-_TORCHVISION = Format("torchvision", "torchvision ResNet state dict", heads=("fc.",))
+_TORCHVISION = Format("torchvision", heads=("fc.",))
 _MAE = Format(
     "mae",
-    "MAE checkpoint (facebookresearch/mae)",
     entries=("model",),
     heads=("decoder_", "mask_token"),
 )
@@ -92,66 +89,51 @@ FORMATS: dict[str, Format] = {
     fmt.name: fmt
     for fmt in (
         _MOCOV3,
-        dataclasses.replace(_MOCOV3, name="ssl4gie-mocov3", summary="SSL4GIE MoCo v3 encoder"),
+        dataclasses.replace(_MOCOV3, name="ssl4gie-mocov3"),
         Format(
             "barlowtwins",
-            "Barlow Twins resnet50.pth or full checkpoint (facebookresearch/barlowtwins)",
             entries=("model",),
             others=("module.projector.", "module.bn."),
-            strip=("module.backbone.",),
-            heads=("fc.",),
+            strip=("module.backbone.",),  # backbone.fc is nn.Identity: no head keys
         ),
-        dataclasses.replace(
-            _TORCHVISION, name="ssl4gie-barlow", summary="SSL4GIE Barlow Twins ResNet-50"
-        ),
+        dataclasses.replace(_TORCHVISION, name="ssl4gie-barlow"),
         _MAE,
-        dataclasses.replace(_MAE, name="ssl4gie-mae", summary="SSL4GIE MAE ViT-B/16"),
+        dataclasses.replace(_MAE, name="ssl4gie-mae"),
         Format(
             "dino",
-            "DINO backbone or full checkpoint (facebookresearch/dino)",
             entries=("teacher",),
             strip=("module.", "backbone."),
             heads=("head.", "fc."),
         ),
         Format(
             "swav",
-            "SwAV checkpoint (facebookresearch/swav)",
-            others=("module.projection_head.", "module.prototypes."),
+            others=("module.projection_head.", "module.prototypes."),  # the ResNet has no fc
             strip=("module.",),
-            heads=("fc.",),
         ),
         _TORCHVISION,
-        dataclasses.replace(
-            _MAE,
-            name="endovit",
-            summary="EndoViT MAE ViT-B/16 (egeozsoy/EndoViT pytorch_model.bin)",
-        ),
+        dataclasses.replace(_MAE, name="endovit"),
         Format(
             "surgenet",
-            "SurgeNetXL DINOv1/v2/v3 ViT, timm keys (rlpddejong/SurgeNetXL_DINOv1-v3)",
             entries=("teacher",),
             strip=("backbone.",),
             heads=_DINO_HEADS,
         ),
         Format(
             "gastronet",
-            "GastroNet-5M ResNet-50, ViT-S DINO or DINOv2 ViT-B/14 reg4 (manual download)",
             entries=("teacher",),
             strip=("student_backbone.", "module.", "backbone."),
-            heads=("fc.", *_DINO_HEADS),  # timm's DINOv2 filter removes mask_token
+            heads=("fc.", *_DINO_HEADS),  # fc: a ResNet file that kept its classifier;
+            # timm's DINOv2 filter removes mask_token
             timm_filter=True,
         ),
         Format(
             "selfsupsurg",
-            "SelfSupSurg VISSL ResNet-50 (CAMMA-public/SelfSupSurg model_final_checkpoint_*.torch)",
             entries=("classy_state_dict.base_model.model",),
-            others=("heads.",),
+            others=("heads.",),  # VISSL's trunk ends at the pooling: its heads are apart
             strip=("trunk._feature_blocks.",),
-            heads=("fc.",),
         ),
         Format(
             "endofm",
-            "Endo-FM spatial ViT-B/16 trunk of the teacher (med-air/Endo-FM endo_fm.pth)",
             entries=("teacher",),
             strip=("module.", "backbone."),
             heads=("head.",),
@@ -183,16 +165,17 @@ class Converted:
 
     state_dict: dict[str, torch.Tensor]
     architecture: str  # timm name
-    model_args: dict[str, Any] = field(default_factory=dict)  # for create_backbone
-    dropped: list[str] = field(default_factory=list)  # source keys left out (heads etc.)
-    source_format: str = ""
+    model_args: dict[str, Any]  # for create_backbone
+    dropped: list[str]  # source keys left out (heads etc.)
+    source_format: str  # a key of FORMATS, or "lightning"
 
 
 # Classes a checkpoint's pickle may hold besides tensors and containers: EndoViT and DINO-style
 # trainers (Endo-FM) save their command-line args as an argparse.Namespace of plain values.
 SAFE_GLOBALS = (argparse.Namespace,)
 _IMPORTED = re.compile(r"GLOBAL ([\w.]+)")
-_TENSOR_MODULES = ("torch.", "collections.OrderedDict")  # what a pickle of tensors imports
+# what a pickle of tensors imports (protocol 2 pickles bytes with _codecs.encode)
+_TENSOR_MODULES = ("torch.", "collections.OrderedDict", "_codecs.encode")
 
 
 def read_checkpoint(path: str | Path) -> Any:
@@ -221,7 +204,7 @@ def read_checkpoint(path: str | Path) -> Any:
     except pickle.UnpicklingError as err:
         imported = _IMPORTED.search(str(err))
         raise (_refused(path, imported.group(1)) if imported else _not_a_checkpoint(path)) from err
-    except (RuntimeError, EOFError, KeyError, ValueError, IndexError, OSError) as err:
+    except Exception as err:  # EOFError, struct.error, RuntimeError, ...: not torch.save's bytes
         raise _not_a_checkpoint(path) from err
 
 
@@ -318,12 +301,12 @@ def detect_format(checkpoint: dict) -> str:
         ("lightning", "hyper_parameters" in checkpoint and "state_dict" in checkpoint),
         ("selfsupsurg", "classy_state_dict" in checkpoint),
         ("mocov3", has("module.base_encoder.")),
-        ("endofm", any(".time_embed" in key or key.startswith("time_embed") for key in keys)),
+        ("endofm", any("time_embed" in key.split(".") for key in keys)),
         ("dino", "teacher" in checkpoint),
         ("barlowtwins", has("module.backbone.")),
         ("swav", has("module.prototypes")),
         ("mae", isinstance(checkpoint.get("model"), dict)),
-        ("torchvision", has("conv1.weight") or has("layer1.")),
+        ("torchvision", has("conv1.weight")),
         ("dino", has("blocks.0.")),
     )
     for name, matches in rules:
@@ -394,11 +377,11 @@ def detect_architecture(state_dict: dict[str, torch.Tensor]) -> tuple[str, dict[
         key = (blocks, "layer1.0.conv3.weight" in state_dict)
         if key in _RESNETS:
             return _RESNETS[key], {}
-    if "patch_embed.proj.weight" in state_dict and "pos_embed" in state_dict:
+    img_size = _vit_img_size(state_dict)
+    if img_size is not None:
         width, _, patch, _ = state_dict["patch_embed.proj.weight"].shape
         depth = len({key.split(".")[1] for key in state_dict if key.startswith("blocks.")})
         if (width, depth, patch) in _VITS:
-            img_size = _vit_img_size(state_dict)
             return _VITS[width, depth, patch], {} if img_size == 224 else {"img_size": img_size}
     raise InputError(
         "cannot tell the architecture of this state dict (known: timm resnet18-152 and "
@@ -406,11 +389,14 @@ def detect_architecture(state_dict: dict[str, torch.Tensor]) -> tuple[str, dict[
     )
 
 
-def _vit_img_size(state_dict: dict[str, torch.Tensor]) -> int:
-    """The square input size a ViT's ``pos_embed`` ``[1, (cls) + N, D]`` was trained at; ``N``
-    is a square grid, so one extra row is the class token's (as in Meta's DINOv2 layout)."""
-    tokens = state_dict["pos_embed"].shape[1]
-    grid = math.isqrt(tokens) if math.isqrt(tokens) ** 2 == tokens else math.isqrt(tokens - 1)
+def _vit_img_size(state_dict: dict[str, torch.Tensor]) -> int | None:
+    """The square input size a ViT's ``pos_embed`` ``[1, (cls) + N, D]`` was trained at: ``N``
+    is a square grid ``g * g``, and ``isqrt(g * g + 1)`` is ``g`` too, so a class token's row
+    (timm's ViT, Meta's DINOv2 layout) does not change it. None without a patch embedding and
+    an absolute position embedding (a ResNet, a Swin)."""
+    if "pos_embed" not in state_dict or "patch_embed.proj.weight" not in state_dict:
+        return None
+    grid = math.isqrt(state_dict["pos_embed"].shape[1])
     return grid * state_dict["patch_embed.proj.weight"].shape[-1]
 
 
@@ -456,8 +442,9 @@ def convert_checkpoint(
     else:
         model_args = {}
     if FORMATS[fmt].timm_filter:
-        if "pos_embed" in state_dict and "patch_embed.proj.weight" in state_dict:
-            model_args.setdefault("img_size", _vit_img_size(state_dict))  # else timm resamples
+        img_size = _vit_img_size(state_dict)
+        if img_size is not None:
+            model_args.setdefault("img_size", img_size)  # else timm resamples to its default
         state_dict, removed = timm_filter(state_dict, architecture, model_args)
         dropped += removed
     return Converted(state_dict, architecture, model_args, dropped, fmt)

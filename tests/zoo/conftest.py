@@ -3,6 +3,7 @@ Hugging Face cache, and a registry that forgets the cards a test registers."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -93,3 +94,13 @@ def features(model: torch.nn.Module, size: int = 64) -> torch.Tensor:
 
 def tiny_vit() -> torch.nn.Module:
     return timm.create_model("vit_tiny_patch16_224", num_classes=0, img_size=64).eval()
+
+
+class RunsCode:
+    """Unpickling this runs ``touch <marker>``: a real payload, as in a booby-trapped .pth."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)

@@ -17,15 +17,7 @@ from ssl4gie.errors import InputError
 from ssl4gie.zoo.convert import FORMATS, read_checkpoint
 from ssl4gie.zoo.load import load_backbone
 
-
-class RunsCode:
-    """Unpickling this runs ``touch <marker>``: a real payload, as in a booby-trapped .pth."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
+from .conftest import RunsCode
 
 
 def _writers():

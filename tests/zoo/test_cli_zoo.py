@@ -102,3 +102,19 @@ def test_publish_for_real(resnet18_export, monkeypatch, capsys):
         ]
     finally:
         api.delete_repo(repo_id, missing_ok=True)
+
+
+def test_the_convert_help_and_the_docs_name_every_format():
+    import re
+    from pathlib import Path
+
+    from ssl4gie.cli.zoo import build_parser
+    from ssl4gie.zoo.convert import FORMATS
+
+    convert = build_parser()._subparsers._group_actions[0].choices["convert"]
+    (option,) = [action for action in convert._actions if "--format" in action.option_strings]
+    in_help = re.findall(r"[a-z0-9-]+", option.help.replace(" or ", ", "))
+    docs = (Path(__file__).parents[2] / "docs" / "publishing.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (`[a-z].*?`) \|", docs, flags=re.MULTILINE)  # not the header
+    in_docs = [name for row in rows for name in re.findall(r"`([a-z0-9-]+)`", row)]
+    assert sorted(in_help) == sorted(FORMATS) and sorted(in_docs) == sorted(FORMATS)

@@ -3,8 +3,6 @@ timm state dicts that give the same features; anything but heads is a strict err
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import timm
 import torch
@@ -14,7 +12,7 @@ from ssl4gie.errors import InputError
 from ssl4gie.zoo.convert import convert_file, detect_format, read_checkpoint
 from ssl4gie.zoo.export import build_backbone
 
-from .conftest import features, lightning_checkpoint, tiny_vit
+from .conftest import RunsCode, features, lightning_checkpoint, tiny_vit
 
 
 def _prefixed(state: dict, prefix: str) -> dict:
@@ -157,17 +155,9 @@ def test_a_key_outside_heads_is_an_error(tmp_path):
         build_backbone(convert_file(tmp_path / "short.pth", "torchvision", architecture="resnet18"))
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_pickle_with_code_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"state_dict": {}, "payload": _RunsCode(marker)}, tmp_path / "evil.pth")
+    torch.save({"state_dict": {}, "payload": RunsCode(marker)}, tmp_path / "evil.pth")
     with pytest.raises(InputError, match="needs full unpickling"):
         read_checkpoint(tmp_path / "evil.pth")
     assert not marker.exists()
