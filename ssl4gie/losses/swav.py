@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ssl4gie.distributed import all_reduce_sum, world_size
+from ssl4gie.distributed import all_reduce_sum
 from ssl4gie.errors import InputError
 from ssl4gie.losses._checks import check_positive
 from ssl4gie.nn import to_fp32
@@ -23,16 +23,17 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
 
     "Q* = Diag(u) exp(C^T Z / epsilon) Diag(v) [...] computed with a small number of matrix
     multiplications using the iterative Sinkhorn-Knopp algorithm" [Caron et al. 2020, Eq. 3]. As
-    the official ``distributed_sinkhorn``: ``Q = exp(scores / epsilon)`` is scaled to sum to 1,
-    then each iteration makes every prototype's total ``1/K`` (row sums all-reduced over
-    processes) and every sample's total ``1/B`` with ``B = W*N`` the global batch; finally each
-    sample's row is scaled to sum to 1. W processes give the rows of one process on the
-    concatenated scores. No gradient.
+    the official ``distributed_sinkhorn``: ``Q = exp(scores / epsilon)`` is scaled to sum to 1
+    (to keep it in range), then each iteration gives every prototype the same total (row sums
+    all-reduced over processes) and every sample the total 1. The official code makes these
+    totals ``1/K`` and ``1/B`` and multiplies by ``B`` at the end; each constant factor cancels
+    in the next normalisation, so the result is the same. W processes give the rows of one
+    process on the concatenated scores. No gradient.
 
     Args:
         scores: Prototype scores ``[N, K]`` of this process's samples (cosine similarities).
         epsilon: Entropy regularisation (0.05).
-        iterations: Sinkhorn-Knopp iterations (3).
+        iterations: Sinkhorn-Knopp iterations (3), at least 1.
 
     Returns:
         Assignments ``[N, K]``, float32 or wider, each row summing to 1.
@@ -45,13 +46,13 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     if scores.ndim != 2:
         raise InputError(f"sinkhorn: scores must be [N, K], got shape {tuple(scores.shape)}")
     check_positive("sinkhorn", "epsilon", epsilon)
+    check_positive("sinkhorn", "iterations", iterations)
     q = (to_fp32(scores) / epsilon).exp().T  # [K, N]
-    num_prototypes, global_batch = q.shape[0], q.shape[1] * world_size()
     q = q / all_reduce_sum(q.sum())
     for _ in range(iterations):
-        q = q / all_reduce_sum(q.sum(dim=1, keepdim=True)) / num_prototypes
-        q = q / q.sum(dim=0, keepdim=True) / global_batch
-    return (q / q.sum(dim=0, keepdim=True)).T
+        q = q / all_reduce_sum(q.sum(dim=1, keepdim=True))  # prototypes: equal totals
+        q = q / q.sum(dim=0)  # samples: total 1 ([K, N] / [N] divides each column)
+    return q.T
 
 
 def swav_loss(
@@ -98,14 +99,13 @@ def swav_loss(
             f"swav_loss: need 1 <= num_assign < {len(crop_scores)} crops and one queue per "
             f"assigning crop, got num_assign {num_assign}; pass the global crops first"
         )
-    batch = crop_scores[0].shape[0]
     log_p = [F.log_softmax(to_fp32(s) / temperature, dim=1) for s in crop_scores]
-    total = log_p[0].new_zeros(())
+    total = 0.0
     for index in range(num_assign):
         scores = crop_scores[index].detach()
         if queue_scores is not None:
             scores = torch.cat([queue_scores[index].detach(), scores])
-        codes = sinkhorn(scores, epsilon, iterations)[-batch:].to(log_p[0].dtype)  # [N, K]
+        codes = sinkhorn(scores, epsilon, iterations)[-len(crop_scores[index]) :]  # [N, K]
         others = [lp for other, lp in enumerate(log_p) if other != index]
         total = total + sum(-(codes * lp).sum(dim=1).mean() for lp in others) / len(others)
     return total / num_assign
