@@ -49,7 +49,7 @@ import math
 import os
 import pickle
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +165,9 @@ class Converted:
 
     state_dict: dict[str, torch.Tensor]
     architecture: str  # timm name
-    model_args: dict[str, Any]  # for create_backbone
-    dropped: list[str]  # source keys left out (heads etc.)
-    source_format: str  # a key of FORMATS, or "lightning"
+    model_args: dict[str, Any] = field(default_factory=dict)  # for create_backbone
+    dropped: list[str] = field(default_factory=list)  # source keys left out (heads etc.)
+    source_format: str = ""  # a key of FORMATS, "lightning", or "" for one's own state dict
 
 
 # Classes a checkpoint's pickle may hold besides tensors and containers: EndoViT and DINO-style

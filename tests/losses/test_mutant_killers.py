@@ -76,7 +76,9 @@ BAD_CALLS = {
     ),
     "sinkhorn: scores must be [N, K], got shape (4,)": lambda: sinkhorn(_S[0]),
     "sinkhorn: epsilon must be > 0, got 0.0; pass a number > 0": lambda: sinkhorn(_S, epsilon=0.0),
-    "sinkhorn: iterations must be > 0, got 0; pass a number > 0": lambda: sinkhorn(_S, iterations=0),
+    "sinkhorn: iterations must be > 0, got 0; pass a number > 0": lambda: sinkhorn(
+        _S, iterations=0
+    ),
     "swav_loss: temperature must be > 0, got 0.0; pass a number > 0": lambda: swav_loss(
         [_S, _S, _S], temperature=0.0
     ),

@@ -20,6 +20,7 @@ import torch
 from ssl4gie.errors import InputError
 from ssl4gie.zoo.convert import (
     FORMATS,
+    Converted,
     convert_checkpoint,
     convert_lightning,
     detect_architecture,
@@ -358,6 +359,13 @@ def test_a_vit_input_size_is_read_from_its_position_embedding(tokens, model_args
         **{f"blocks.{i}.norm1.weight": torch.empty(192, device="meta") for i in range(12)},
     }
     assert detect_architecture(state) == ("vit_tiny_patch16_224", model_args)
+
+
+def test_ones_own_state_dict_needs_only_its_architecture():
+    state = _tensors("conv1.weight")
+    first, second = Converted(state, "resnet18"), Converted(state, "resnet18")
+    assert (first.model_args, first.dropped, first.source_format) == ({}, [], "")
+    assert first.model_args is not second.model_args and first.dropped is not second.dropped
 
 
 def test_a_lightning_checkpoint_of_an_exported_backbone_takes_its_config(tmp_path):
