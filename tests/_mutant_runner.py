@@ -3,10 +3,11 @@
 ``serve SOCKET`` imports the third-party stack (torch, lightning, timm, ...) once and listens on
 a Unix socket; for each request it forks a child that forgets every ``ssl4gie`` and ``tests``
 module (mutmut has just edited one of them), runs ``pytest.main`` with the request's arguments
-and exits with pytest's code. ``run SOCKET ARGS...`` (mutmut's ``--runner``) sends ARGS and
-exits with that code: a mutant costs its tests' run time, not ~5 s of imports. Linux/macOS.
+and exits 0 if the tests pass, else 1. ``run SOCKET ARGS...`` (mutmut's ``--runner``) sends
+ARGS and exits with that code: a mutant costs its tests' run time, not ~5 s of imports.
+Linux/macOS.
 
-Every failure exits 1: mutmut 2 counts only exit code 1 as "tests failed", so a mutant that
+Why 1 for every failure: mutmut 2 counts only exit code 1 as "tests failed", so a mutant that
 breaks collection (pytest's 2: an import error, a syntax error) would otherwise survive.
 """
 
