@@ -263,7 +263,7 @@ def test_a_layout_is_detected_as_its_format(layout):
     assert (list(converted.state_dict), converted.source_format) == (kept, detected)
 
 
-def test_detection_reads_the_top_level_and_every_wrapping_entry():
+def test_detection_reads_every_wrapping_entry_and_needs_both_lightning_keys():
     conv = torch.zeros(1)
     hidden = {"model": {"head.weight": conv}, "state_dict": {"module.base_encoder.x": conv}}
     assert detect_format(hidden) == "mocov3"
