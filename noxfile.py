@@ -199,8 +199,8 @@ KILLED = ("ok_killed", "bad_timeout", "ok_suspicious")  # a timeout or slow-down
 @nox.session(venv_backend="none")
 def mutants(session: nox.Session) -> None:
     """Mutation testing of the core with mutmut 2, never part of ``tests`` (43 minutes for the
-    whole list on 2 CPU cores); ``nox -s mutants -- tasks/metrics.py methods/momentum.py`` runs some modules,
-    ``-- --jobs 1 ...`` one at a time (default two) when others share the machine.
+    whole list on 2 CPU cores); ``nox -s mutants -- tasks/metrics.py methods/momentum.py`` runs
+    some modules, ``-- --jobs 1 ...`` one at a time (default two) when others share the machine.
 
     Each module of ``MUTANTS`` is mutated in its own copy of the tree under
     ``<envdir>/mutants`` (mutmut edits the source in place) against its own tests only; method
