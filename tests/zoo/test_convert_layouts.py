@@ -12,6 +12,7 @@ SurgeNetXL, GastroNet-5M (Meta's DINOv2 layout); VISSL (SelfSupSurg); Endo-FM ``
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 import timm
@@ -372,7 +373,7 @@ def test_a_lightning_checkpoint_of_an_exported_backbone_takes_its_config(tmp_pat
     folder = tmp_path / "exported"
     folder.mkdir()
     config = {"architecture": "resnet18", "model_args": {"num_classes": 0, "drop_rate": 0.1}}
-    (folder / "config.json").write_text(__import__("json").dumps(config), encoding="utf-8")
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     checkpoint = {
         "state_dict": _tensors("backbone.conv1.weight", "projector.0.weight"),
         "hyper_parameters": {"backbone": str(folder), "backbone_kwargs": {"drop_path_rate": 0.2}},

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from ssl4gie.cli import main
 from ssl4gie.errors import InputError
 from ssl4gie.zoo.convert import (
     FORMATS,
@@ -64,13 +65,16 @@ NOT_CHECKPOINTS = {
 
 
 @pytest.mark.parametrize("kind", NOT_CHECKPOINTS)
-def test_a_file_that_is_not_a_checkpoint_says_what_it_looks_like(tmp_path, kind):
+@pytest.mark.parametrize("suffix", [".pth", ".ckpt"])
+def test_a_file_that_is_not_a_checkpoint_says_what_it_looks_like(tmp_path, capsys, kind, suffix):
     make, looks = NOT_CHECKPOINTS[kind]
-    path = tmp_path / "weights.pth"
+    path = tmp_path / f"weights{suffix}"
     path.write_bytes(make(tmp_path))
-    assert _message(lambda: read_checkpoint(path)) == NOT_A_CHECKPOINT.format(
-        path=path, looks=looks
-    )
+    expected = NOT_A_CHECKPOINT.format(path=path, looks=looks)
+    assert _message(lambda: read_checkpoint(path)) == expected
+    out = tmp_path / "out"
+    assert main(["zoo", "convert", "--format", "torchvision", str(path), str(out)]) == 2
+    assert expected in capsys.readouterr().err and not out.exists()
 
 
 def test_a_file_that_cannot_be_read_folder_or_missing_is_named(tmp_path, monkeypatch):
@@ -86,10 +90,12 @@ def test_a_file_that_cannot_be_read_folder_or_missing_is_named(tmp_path, monkeyp
     )
 
 
-def test_a_corrupt_safetensors_file_names_itself_and_the_fix(tmp_path):
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_safetensors_file_names_itself_and_the_fix(tmp_path, damage):
     save_file({"w": torch.zeros(64)}, tmp_path / "good.safetensors")
+    good = (tmp_path / "good.safetensors").read_bytes()
     path = tmp_path / "model.safetensors"
-    path.write_bytes((tmp_path / "good.safetensors").read_bytes()[:20])
+    path.write_bytes(b"not json at all" * 4 if damage == "garbage" else good[:20])
     message = _message(lambda: read_checkpoint(path))
     assert message.startswith(f"{path} has a corrupt safetensors header or is truncated (")
     assert message.endswith("); download or export the file again") and "\n" not in message
